@@ -1,0 +1,20 @@
+# The two commands of the README: `make run` and `make test`. Both build .venv first (once).
+SHELL := /bin/bash
+CONFIG ?= experiments/alfworld.yaml
+ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup run test benchmarks
+
+setup:
+	@scripts/setup_env.sh
+
+run: setup
+	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/prism-agents run $(CONFIG) $(ARGS)
+
+test: setup
+	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python -m pytest $(PYTEST_ARGS)
+
+benchmarks: setup
+	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/generation.py
+	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/env_steps.py

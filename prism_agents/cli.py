@@ -1,0 +1,91 @@
+"""The ``prism-agents`` command.
+
+    prism-agents run CONFIG [key=value ...]     start a run
+    prism-agents run --resume RUN_DIR           finish an interrupted run
+    prism-agents envs                           list registered environments
+
+Every command that writes a run folder prints the folder's path as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from prism_agents.config import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prism-agents", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run an experiment's stages (collect -> sft -> eval -> report)")
+    run.add_argument("config", nargs="?", help="experiment YAML, e.g. experiments/alfworld.yaml")
+    run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. sft.epochs=1 eval.policy=base")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue this run folder, skipping finished stages")
+
+    commands.add_parser("envs", help="list registered environments")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "envs":
+            return _envs()
+        return _run(args)
+    except ConfigError as error:
+        print(f"prism-agents: config error: {error}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as error:
+        print(f"prism-agents: {error}", file=sys.stderr)
+        return 2
+
+
+def _envs() -> int:
+    from prism_agents.registry import ENVIRONMENTS
+    import prism_agents.environments  # noqa: F401  (registers the built-in environments)
+
+    for name in ENVIRONMENTS.names():
+        environment = ENVIRONMENTS.get(name)
+        summary = (environment.__doc__ or "").strip().splitlines()[0] if environment.__doc__ else ""
+        print(f"{name:12s} {summary}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from prism_agents.config import load_config
+    from prism_agents.pipeline.run_folder import RunFolder
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise ConfigError("--resume takes the run folder only: the run keeps the config it was started with")
+        folder = RunFolder.open(args.resume)
+    else:
+        if not args.config:
+            raise ConfigError("give an experiment YAML (e.g. experiments/alfworld.yaml) or --resume RUN_DIR")
+        config = load_config(args.config, args.overrides)
+        folder = RunFolder.create(config)
+    print(f"run folder: {folder.path}", flush=True)
+    from prism_agents.pipeline.runner import run_stages  # heavy imports (torch, vLLM) only once the config is good
+
+    try:
+        run_stages(folder)
+    except KeyboardInterrupt:
+        print(f"interrupted; finished stages are kept: prism-agents run --resume {folder.path}", file=sys.stderr)
+        print(folder.path)
+        return 130
+    except Exception as error:
+        logging.getLogger("prism_agents").exception("the run failed")
+        print(f"prism-agents: run failed: {error}\nfinished stages are kept: prism-agents run --resume {folder.path}", file=sys.stderr)
+        print(folder.path)
+        return 1
+    print(folder.path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Load a run config from YAML plus ``key=value`` overrides, checked before any work starts.
+
+Unknown keys, values of the wrong type, missing required values and values out
+of range all raise :class:`ConfigError` whose message names the source (the
+YAML file or the command line) and the key path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from prism_agents.config.base import ConfigError, ConfigValueError
+from prism_agents.config.schema import RunConfig
+
+COMMAND_LINE = "command line"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """The validated :class:`RunConfig` from a YAML file (or defaults when None) and overrides."""
+    origin = str(path or "defaults") + (" with command-line overrides" if overrides else "")
+    merged = OmegaConf.structured(RunConfig)
+    if path is not None:
+        merged = _merge(merged, _read_yaml(Path(path)), str(path))
+    if overrides:
+        merged = _merge(merged, _parse_overrides(overrides), COMMAND_LINE)
+    try:
+        config = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{origin}: {_key_of(error)}: {_reason_of(error)}") from None
+    _validate_tree(config, prefix="", source=origin)
+    return config
+
+
+def to_yaml(config: RunConfig) -> str:
+    """The resolved config as YAML, loadable again with :func:`load_config`."""
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of config sections, got {type(data).__name__}")
+    return OmegaConf.create(data)
+
+
+def _parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{COMMAND_LINE}: override {item!r} is not of the form key=value (e.g. sft.epochs=2)")
+    try:
+        return OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"{COMMAND_LINE}: cannot parse overrides: {error}") from None
+
+
+def _merge(base: DictConfig, update: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, update)
+    except OmegaConfBaseException as error:
+        key = _key_of(error)
+        raise ConfigError(f"{source}: {key}: {_reason_of(error)}{_suggestion(key)}") from None
+
+
+def _key_of(error: OmegaConfBaseException) -> str:
+    return str(getattr(error, "full_key", None) or "(top level)")
+
+
+def _reason_of(error: OmegaConfBaseException) -> str:
+    message = str(getattr(error, "msg", None) or error).splitlines()[0]
+    if "Key '" in message and "not in" in message:
+        return "unknown key"
+    if message.startswith("Missing mandatory value"):
+        return "a value is required"
+    return message
+
+
+def _suggestion(full_key: str) -> str:
+    """`` (did you mean sft.epochs?)`` when a known key is close to an unknown one."""
+    parent, _, leaf = full_key.rpartition(".")
+    section: Any = RunConfig
+    for part in filter(None, parent.split(".")):
+        fields = {f.name: f for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else {}
+        if part not in fields:
+            return ""
+        section = _field_type(section, part)
+    if not dataclasses.is_dataclass(section):
+        return ""
+    known = [f.name for f in dataclasses.fields(section)]
+    close = difflib.get_close_matches(leaf, known, n=1)
+    if not close:
+        return f" (known keys here: {', '.join(known)})"
+    return f" (did you mean {'.'.join(filter(None, [parent, close[0]]))}?)"
+
+
+def _field_type(section: Any, name: str) -> Any:
+    default_instance = section()
+    return type(getattr(default_instance, name))
+
+
+def _validate_tree(node: Any, prefix: str, source: str) -> None:
+    if not dataclasses.is_dataclass(node):
+        return
+    validate = getattr(node, "validate", None)
+    if validate is not None:
+        try:
+            validate()
+        except ConfigValueError as error:
+            raise ConfigError(f"{source}: {prefix}{error.field}: {error.message}") from None
+    for item in dataclasses.fields(node):
+        _validate_tree(getattr(node, item.name), f"{prefix}{item.name}.", source)

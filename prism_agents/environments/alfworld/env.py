@@ -1,0 +1,160 @@
+"""ALFWorld as a Gymnasium text environment, on the real textworld PDDL engine.
+
+Each game is played by textworld's ``PddlEnv`` (Fast Downward underneath),
+wrapped with alfworld's ``AlfredDemangler`` (readable object names such as
+``desk 2``), ``AlfredInfos`` (the game file in the state) and, with
+``expert=True``, an expert wrapper from :mod:`.experts`.
+
+Rewards follow verl-agent: ``win_reward`` on the step that wins, 0 otherwise;
+``score`` is 1.0 once won, else 0.0. An action that is not admissible is
+answered ``"Nothing happens."`` and costs a step, as in ALFWorld.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import textworld
+from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+
+from prism_agents.config.environment import EXPERT_KINDS, EnvironmentConfig
+from prism_agents.environments.alfworld import data
+from prism_agents.environments.alfworld.experts import EXPERT_WRAPPERS
+from prism_agents.environments.base import TextEnv
+from prism_agents.registry import ENVIRONMENTS
+from prism_agents.types import Task
+
+INSTRUCTION_PATTERN = re.compile(r"Your task is to: .*")
+"""The goal sentence at the end of ALFWorld's first observation."""
+
+
+@ENVIRONMENTS.register(data.ENV_NAME)
+class ALFWorldEnv(TextEnv):
+    """One ALFWorld split; ``reset(options={"task": i})`` plays ``tasks()[i]`` (sorted game paths).
+
+    Args:
+        split: ``train``, ``eval_in_distribution`` (valid_seen) or ``eval_out_of_distribution`` (valid_unseen).
+        data_path: folder holding ``json_2.1.1``; None reads ``$ALFWORLD_DATA``.
+        task_types: short task types to keep (pick, look, clean, heat, cool, pick2); empty keeps all.
+        max_steps: actions before the episode is truncated.
+        win_reward: reward of the winning step.
+        expert: when True, every info holds ``expert_action`` (None when the expert has none) and
+            ``expert_error`` (None unless the expert failed).
+        expert_type: ``planner`` or ``handcoded``.
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        data_path: Optional[str] = None,
+        task_types: list[str] | tuple[str, ...] = (),
+        max_steps: int = 50,
+        win_reward: float = 10.0,
+        expert: bool = False,
+        expert_type: str = "planner",
+        render_mode: Optional[str] = None,
+    ) -> None:
+        super().__init__(split=split, max_steps=max_steps)
+        if expert_type not in EXPERT_KINDS:
+            raise ValueError(f"unknown ALFWorld expert_type {expert_type!r}; known: {', '.join(EXPERT_KINDS)}")
+        if render_mode is not None:
+            raise ValueError(f"ALFWorldEnv has no render modes (got render_mode={render_mode!r})")
+        self.data_root = data.resolve_data_root(data_path)
+        self.win_reward = win_reward
+        self.expert = expert
+        self.expert_type = expert_type
+        self._tasks = data.list_split_tasks(self.data_root, split, tuple(task_types))
+        self._game: Any = None
+        self._loaded_game_file: Optional[Path] = None
+        self._won = False
+
+    # -- construction and task listing ----------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: EnvironmentConfig, split: str, expert: bool = False) -> ALFWorldEnv:
+        return cls(
+            split=split,
+            data_path=config.data_path,
+            task_types=list(config.task_types),
+            max_steps=config.max_steps,
+            win_reward=config.win_reward,
+            expert=expert,
+            expert_type=config.expert,
+        )
+
+    @classmethod
+    def list_tasks(cls, config: EnvironmentConfig, split: str) -> list[Task]:
+        return data.list_split_tasks(data.resolve_data_root(config.data_path), split, tuple(config.task_types))
+
+    @classmethod
+    def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:
+        game_file = data.resolve_data_root(config.data_path) / task.task_id / data.GAME_FILE
+        return hashlib.sha256(game_file.read_bytes()).hexdigest()
+
+    def tasks(self) -> list[Task]:
+        return list(self._tasks)
+
+    # -- playing -----------------------------------------------------------------------
+
+    def _start(self, task: Task) -> tuple[str, dict[str, Any]]:
+        game_file = self.data_root / task.task_id / data.GAME_FILE
+        self._check_task_type(task)
+        if self._game is None:
+            self._game = textworld.start(str(game_file), self._request_infos(), wrappers=self._wrappers())
+        elif game_file != self._loaded_game_file:
+            self._game.load(str(game_file))
+        self._loaded_game_file = game_file
+        state = self._game.reset()
+        self._won = bool(state["won"])
+        info = self._info(state)
+        match = INSTRUCTION_PATTERN.search(state.feedback)
+        info["instruction"] = match.group(0).strip() if match else ""
+        return state.feedback, info
+
+    def _act(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        # PddlEnv answers any text that is not an admissible command with "Nothing happens."
+        state, _, _ = self._game.step(action)
+        won_now = bool(state["won"]) and not self._won
+        self._won = bool(state["won"])
+        reward = self.win_reward if won_now else 0.0
+        return state.feedback, reward, self._won, self._info(state)
+
+    def _info(self, state: Any) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "admissible_actions": list(state["admissible_commands"]),
+            "won": bool(state["won"]),
+            "score": 1.0 if state["won"] else 0.0,
+        }
+        if self.expert:
+            plan = state.get("extra.expert_plan") or []
+            info["expert_action"] = plan[0] if plan else None
+            info["expert_error"] = state.get("extra.expert_error")
+        return info
+
+    def _request_infos(self) -> textworld.EnvInfos:
+        extras = ["gamefile", "expert_plan"] if self.expert else ["gamefile"]
+        return textworld.EnvInfos(won=True, admissible_commands=True, extras=extras)
+
+    def _wrappers(self) -> list:
+        wrappers: list = [AlfredDemangler(shuffle=False), AlfredInfos]
+        if self.expert:
+            wrappers.append(EXPERT_WRAPPERS[self.expert_type])
+        return wrappers
+
+    def _check_task_type(self, task: Task) -> None:
+        traj_data_file = self.data_root / task.task_id / data.TRAJ_DATA_FILE
+        alfred_type = json.loads(traj_data_file.read_text())["task_type"]
+        if data.TASK_TYPES.get(alfred_type) != task.task_type:
+            raise data.ALFWorldDataError(
+                f"{traj_data_file}: task_type {alfred_type!r} disagrees with the task folder name (type {task.task_type!r})"
+            )
+
+    def close(self) -> None:
+        if self._game is not None:
+            self._game.close()
+            self._game = None
+        super().close()

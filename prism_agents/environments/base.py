@@ -1,0 +1,122 @@
+"""Shared base of the text environments: a small, exact Gymnasium contract.
+
+Observations and actions are strings. ``reset(seed=..., options={"task": i})``
+plays the ``i``-th task of the environment's split (the order of
+:meth:`TextEnv.tasks`, documented by each environment); without a ``task``
+option the task is drawn from the environment's seeded random generator, so the
+same seed gives the same task. ``step(action)`` returns
+``(observation, reward, terminated, truncated, info)``; the episode is
+truncated after ``max_steps`` actions.
+
+Every ``info`` holds :data:`REQUIRED_INFO_KEYS`; the one ``reset`` returns also
+holds ``instruction`` (the goal text). Subclasses implement :meth:`_start` and
+:meth:`_act` and the classmethods that list a split's tasks and fingerprint a
+task, so that parallel workers and the demonstration cache need no knowledge of
+the benchmark.
+"""
+
+from __future__ import annotations
+
+import string
+from abc import abstractmethod
+from typing import Any
+
+import gymnasium
+from gymnasium import spaces
+
+from prism_agents.config.environment import EnvironmentConfig
+from prism_agents.types import Task
+
+TEXT_CHARSET = frozenset(string.printable)
+"""Characters of observations and actions: printable ASCII plus whitespace (ALFWorld and WebShop text is ASCII)."""
+MAX_TEXT_LENGTH = 16_384
+"""Longest observation or action string the spaces accept."""
+REQUIRED_INFO_KEYS = ("task_id", "task_type", "admissible_actions", "won", "score")
+"""Keys every ``info`` dict carries."""
+
+
+class EpisodeOverError(RuntimeError):
+    """``step`` was called on an episode that has ended (or was never started)."""
+
+
+class TextEnv(gymnasium.Env[str, str]):
+    """A Gymnasium environment with string observations and actions over a fixed list of tasks."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+    observation_space = spaces.Text(MAX_TEXT_LENGTH, min_length=0, charset=TEXT_CHARSET)
+    action_space = spaces.Text(MAX_TEXT_LENGTH, min_length=0, charset=TEXT_CHARSET)
+
+    def __init__(self, split: str, max_steps: int) -> None:
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1 (got {max_steps})")
+        self.split = split
+        self.max_steps = max_steps
+        self._task: Task | None = None
+        self._steps_taken = 0
+        self._episode_over = True
+
+    # -- what a benchmark provides -------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, config: EnvironmentConfig, split: str, expert: bool = False) -> TextEnv:
+        """Build the environment for ``split`` from the ``environment`` config section."""
+
+    @classmethod
+    @abstractmethod
+    def list_tasks(cls, config: EnvironmentConfig, split: str) -> list[Task]:
+        """The tasks of ``split`` in the environment's stable order, without building an environment."""
+
+    @classmethod
+    @abstractmethod
+    def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:
+        """A hash of the content that defines ``task`` (a cache key that changes when the game changes)."""
+
+    @abstractmethod
+    def tasks(self) -> list[Task]:
+        """The tasks of this environment's split; ``options={"task": i}`` plays ``tasks()[i]``."""
+
+    @abstractmethod
+    def _start(self, task: Task) -> tuple[str, dict[str, Any]]:
+        """Begin ``task``; return the first observation and an info with ``instruction`` and the benchmark keys."""
+
+    @abstractmethod
+    def _act(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        """Apply ``action``; return observation, reward, whether the episode ended, and the info."""
+
+    # -- the Gymnasium contract ----------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        tasks = self.tasks()
+        if not tasks:
+            raise ValueError(f"{type(self).__name__}: split {self.split!r} has no tasks")
+        index = (options or {}).get("task")
+        if index is None:
+            index = int(self.np_random.integers(len(tasks)))
+        if not isinstance(index, int) or not 0 <= index < len(tasks):
+            raise IndexError(f"options['task'] must be an int in [0, {len(tasks)}) for split {self.split!r} (got {index!r})")
+        self._task = tasks[index]
+        self._steps_taken = 0
+        observation, info = self._start(self._task)
+        self._episode_over = False
+        return observation, self._complete_info(info)
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._episode_over:
+            raise EpisodeOverError(f"{type(self).__name__}.step: the episode is over; call reset() first")
+        if not isinstance(action, str):
+            raise TypeError(f"{type(self).__name__}.step: the action must be a str (got {type(action).__name__})")
+        observation, reward, terminated, info = self._act(action)
+        self._steps_taken += 1
+        truncated = not terminated and self._steps_taken >= self.max_steps
+        self._episode_over = terminated or truncated
+        return observation, reward, terminated, truncated, self._complete_info(info)
+
+    def _complete_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        assert self._task is not None
+        info = {"task_id": self._task.task_id, "task_type": self._task.task_type, **info}
+        missing = [key for key in REQUIRED_INFO_KEYS if key not in info]
+        if missing:
+            raise KeyError(f"{type(self).__name__} returned an info without {', '.join(missing)}")
+        return info

@@ -1,0 +1,131 @@
+"""Expert demonstrations: play the environment's expert on tasks, in parallel, with an on-disk cache.
+
+A demonstration is cached as JSON under
+``<cache dir>/<environment name>/<expert kind>/<task fingerprint>.json``, where
+the fingerprint hashes the game's content (:meth:`TextEnv.task_fingerprint`), so
+the same game reached through another split or data folder is played once. A
+failed demonstration (expert without an action, expert that did not win in
+``max_steps``, worker crash or timeout) is returned with ``won=False`` and
+``failure`` set, never dropped; failures caused by the worker (crash, timeout)
+are not cached, so a later run tries again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from prism_agents.config.environment import EnvironmentConfig
+from prism_agents.environments.base import TextEnv
+from prism_agents.environments.pool import EnvPool, EnvSpec
+from prism_agents.types import Step, Task, Trajectory
+
+
+def play_expert_episode(env: TextEnv, task: Task, source: str) -> dict:
+    """Play the expert of an ``expert=True`` environment on ``task``; return the trajectory as a dict."""
+    observation, info = env.reset(options={"task": task.index})
+    instruction, initial_observation = info["instruction"], observation
+    steps: list[Step] = []
+    failure = None
+    while True:
+        action = info.get("expert_action")
+        if action is None:
+            failure = info.get("expert_error") or f"the expert gave no action after {len(steps)} steps"
+            break
+        next_observation, reward, terminated, truncated, next_info = env.step(action)
+        steps.append(Step(observation=observation, action=action, reward=reward, admissible_actions=info["admissible_actions"]))
+        observation, info = next_observation, next_info
+        if terminated or truncated:
+            break
+    if failure is None and not info["won"]:
+        failure = f"the expert did not win within {len(steps)} steps"
+    trajectory = Trajectory(
+        trajectory_id=f"expert:{task.task_id}",
+        task=task,
+        instruction=instruction,
+        initial_observation=initial_observation,
+        steps=steps,
+        won=bool(info["won"]),
+        score=float(info["score"]),
+        source=source,
+        failure=failure,
+    )
+    return trajectory.to_dict()
+
+
+def collect_demonstrations(
+    config: EnvironmentConfig,
+    tasks: Sequence[Task],
+    *,
+    use_cache: bool = True,
+    progress: bool = True,
+) -> list[Trajectory]:
+    """Expert trajectories for ``tasks`` (all of one split), in the same order.
+
+    Plays ``config.expert`` on ``config.num_workers`` worker processes, reads and
+    writes the demonstration cache (``config.demo_cache_dir``). Count failures
+    with ``sum(t.failure is not None for t in result)``.
+    """
+    if not tasks:
+        return []
+    splits = {task.split for task in tasks}
+    if len(splits) != 1:
+        raise ValueError(f"collect_demonstrations: tasks must come from one split (got {sorted(splits)})")
+    spec = EnvSpec(config, splits.pop(), expert=True)
+    source = f"expert:{config.expert}"
+    cache_dir = config.resolved_demo_cache_dir() / config.name / config.expert
+    env_class = spec.env_class()
+    cache_files = [cache_dir / f"{env_class.task_fingerprint(config, task)}.json" for task in tasks]
+
+    results: list[Trajectory | None] = [None] * len(tasks)
+    if use_cache:
+        for position, (task, cache_file) in enumerate(zip(tasks, cache_files)):
+            if cache_file.is_file():
+                results[position] = _from_cache(cache_file, task)
+    missing = [position for position, result in enumerate(results) if result is None]
+    if missing:
+        episode_timeout_s = config.reset_timeout_s + config.max_steps * config.step_timeout_s
+        bar = tqdm(total=len(tasks), initial=len(tasks) - len(missing), desc=f"expert demonstrations ({config.expert})", disable=not progress)
+        with EnvPool(spec, num_slots=min(config.num_workers, len(missing))) as pool:
+            items = [(tasks[position], source) for position in missing]
+            for item_index, outcome in pool.imap(play_expert_episode, items, episode_timeout_s):
+                position = missing[item_index]
+                if outcome.failure is None:
+                    trajectory = Trajectory.from_dict(outcome.value)
+                    _to_cache(cache_files[position], trajectory)
+                else:
+                    trajectory = _failed(tasks[position], source, outcome.failure)
+                results[position] = trajectory
+                bar.update(1)
+        bar.close()
+    return [result for result in results if result is not None]
+
+
+def _from_cache(cache_file: Path, task: Task) -> Trajectory:
+    trajectory = Trajectory.from_dict(json.loads(cache_file.read_text()))
+    return dataclasses.replace(trajectory, task=task, trajectory_id=f"expert:{task.task_id}")
+
+
+def _to_cache(cache_file: Path, trajectory: Trajectory) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache_file.with_suffix(".tmp")
+    temporary.write_text(json.dumps(trajectory.to_dict()))
+    temporary.replace(cache_file)
+
+
+def _failed(task: Task, source: str, failure: str) -> Trajectory:
+    return Trajectory(
+        trajectory_id=f"expert:{task.task_id}",
+        task=task,
+        instruction="",
+        initial_observation="",
+        steps=[],
+        won=False,
+        score=0.0,
+        source=source,
+        failure=failure,
+    )

@@ -1,0 +1,323 @@
+"""Many text environments stepped in parallel worker processes.
+
+:class:`EnvPool` holds ``num_slots`` environment slots spread over
+``num_workers`` processes (slot ``i`` lives in worker ``i % num_workers``). A
+lockstep rollout loop reads::
+
+    pool = EnvPool(EnvSpec(config, "train"), num_slots=8)
+    results = pool.reset([task_index] * 8)                # [(obs, info), ...]
+    while any(active):
+        actions = [policy(obs) if alive else None for ...]  # None: slot not stepped
+        results = pool.step(actions)                       # None where no action was given
+
+A worker that crashes, or does not answer within the reset/step timeout, is
+killed and started again; every episode it held ends with ``truncated=True``
+and ``info["failure"]`` saying why, and the run goes on. An exception raised by
+an environment is a bug and is raised in the caller as :class:`EnvWorkerError`
+with the worker's traceback. :meth:`EnvPool.imap` runs whole-episode functions
+(e.g. expert demonstrations) on the same workers, one task per free worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import time
+import traceback
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from prism_agents.config.environment import EnvironmentConfig
+from prism_agents.environments.base import TextEnv
+from prism_agents.registry import ENVIRONMENTS
+from prism_agents.types import Task
+
+ResetResult = tuple[str, dict[str, Any]]
+StepResult = tuple[str, float, bool, bool, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Picklable recipe for an environment: registry name and settings (in ``config``), split, expert on/off."""
+
+    config: EnvironmentConfig
+    split: str
+    expert: bool = False
+
+    def env_class(self) -> type[TextEnv]:
+        return ENVIRONMENTS.get(self.config.name)
+
+    def build(self) -> TextEnv:
+        return self.env_class().from_config(self.config, self.split, expert=self.expert)
+
+    def tasks(self) -> list[Task]:
+        return self.env_class().list_tasks(self.config, self.split)
+
+
+class EnvWorkerError(RuntimeError):
+    """An environment raised inside a worker; the message carries the worker's traceback."""
+
+
+# -- worker side ----------------------------------------------------------------------
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, spec: EnvSpec) -> None:
+    """Serve calls ``(key, function, args)``: ``function(env_of_key, *args)``, one reply per call."""
+    envs: dict[Hashable, TextEnv] = {}
+    while True:
+        try:
+            calls = conn.recv()
+        except EOFError:
+            break
+        if calls is None:
+            break
+        for key, function, args in calls:
+            try:
+                if key not in envs:
+                    envs[key] = spec.build()
+                conn.send((key, True, function(envs[key], *args)))
+            except Exception:
+                conn.send((key, False, traceback.format_exc()))
+    for env in envs.values():
+        env.close()
+
+
+def _reset(env: TextEnv, task_index: int, seed: Optional[int]) -> ResetResult:
+    return env.reset(seed=seed, options={"task": task_index})
+
+
+def _step(env: TextEnv, action: str) -> StepResult:
+    return env.step(action)
+
+
+# -- parent side ----------------------------------------------------------------------
+
+
+class _Worker:
+    """One worker process and the calls it has not answered yet."""
+
+    def __init__(self, context: Any, spec: EnvSpec) -> None:
+        self._context = context
+        self._spec = spec
+        self.pending: list[Hashable] = []
+        self.timeout_s = 0.0
+        self.deadline = 0.0
+        self._start()
+
+    def _start(self) -> None:
+        self.conn, child_conn = self._context.Pipe()
+        self.process = self._context.Process(target=_worker_main, args=(child_conn, self._spec), daemon=True)
+        self.process.start()
+        child_conn.close()
+
+    def submit(self, calls: list[tuple[Hashable, Callable, tuple]], timeout_s: float) -> None:
+        self.conn.send(calls)
+        self.pending = [key for key, _, _ in calls]
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+
+    def restart(self) -> None:
+        self.process.kill()
+        self.process.join()
+        self.conn.close()
+        self.pending = []
+        self._start()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
+@dataclass
+class _Outcome:
+    ok: bool
+    value: Any
+    failure: Optional[str] = None  # set when the worker died or timed out
+
+
+class EnvPool:
+    """Environment slots stepped in lockstep across worker processes (see the module docstring)."""
+
+    def __init__(self, spec: EnvSpec, num_slots: int, num_workers: Optional[int] = None) -> None:
+        if num_slots < 1:
+            raise ValueError(f"EnvPool: num_slots must be at least 1 (got {num_slots})")
+        self.spec = spec
+        self.num_slots = num_slots
+        self.num_workers = min(num_workers or spec.config.num_workers, num_slots)
+        self._tasks = spec.tasks()
+        context = multiprocessing.get_context(spec.config.start_method)
+        self._workers = [_Worker(context, spec) for _ in range(self.num_workers)]
+        self._slot_task: list[Optional[Task]] = [None] * num_slots
+        self._active = [False] * num_slots
+        self._lost: dict[int, str] = {}  # active slot -> why its environment is gone
+
+    # -- lockstep API ------------------------------------------------------------------
+
+    def reset(self, task_indices: Sequence[Optional[int]], seeds: Optional[Sequence[Optional[int]]] = None) -> list[Optional[ResetResult]]:
+        """Start task ``task_indices[i]`` in slot ``i`` (None leaves the slot alone); one result per slot."""
+        self._check_length(task_indices, "task_indices")
+        seeds = seeds if seeds is not None else [None] * self.num_slots
+        self._check_length(seeds, "seeds")
+        calls: dict[int, tuple[Callable, tuple]] = {}
+        for slot, task_index in enumerate(task_indices):
+            if task_index is None:
+                continue
+            if not 0 <= task_index < len(self._tasks):
+                raise IndexError(f"EnvPool.reset: slot {slot}: task index {task_index} is outside [0, {len(self._tasks)})")
+            self._slot_task[slot] = self._tasks[task_index]
+            self._lost.pop(slot, None)
+            calls[slot] = (_reset, (task_index, seeds[slot]))
+        outcomes = self._run(calls, self.spec.config.reset_timeout_s)
+        results: list[Optional[ResetResult]] = [None] * self.num_slots
+        for slot, outcome in outcomes.items():
+            if outcome.failure is None:
+                results[slot] = outcome.value
+                self._active[slot] = True
+            else:
+                results[slot] = ("", self._failure_info(slot, outcome.failure))
+                self._active[slot] = False
+        return results
+
+    def step(self, actions: Sequence[Optional[str]]) -> list[Optional[StepResult]]:
+        """Apply ``actions[i]`` in slot ``i`` (None skips it); one result per slot, None where skipped."""
+        self._check_length(actions, "actions")
+        results: list[Optional[StepResult]] = [None] * self.num_slots
+        calls: dict[int, tuple[Callable, tuple]] = {}
+        for slot, action in enumerate(actions):
+            if action is None:
+                continue
+            if not self._active[slot]:
+                raise ValueError(f"EnvPool.step: slot {slot} has no running episode (reset it, or pass None)")
+            if slot in self._lost:
+                results[slot] = self._failed_step(slot, self._lost.pop(slot))
+            else:
+                calls[slot] = (_step, (action,))
+        for slot, outcome in self._run(calls, self.spec.config.step_timeout_s).items():
+            if outcome.failure is not None:
+                results[slot] = self._failed_step(slot, outcome.failure)
+            else:
+                results[slot] = outcome.value
+                _, _, terminated, truncated, _ = outcome.value
+                self._active[slot] = not (terminated or truncated)
+        return results
+
+    # -- whole episodes on free workers ---------------------------------------------------
+
+    def imap(self, function: Callable[..., Any], items: Sequence[tuple], timeout_s: float) -> Iterator[tuple[int, _Outcome]]:
+        """Run ``function(env, *items[i])`` on free workers; yield ``(i, outcome)`` as each finishes.
+
+        Each worker reuses one environment for the items it runs. A worker that
+        dies or exceeds ``timeout_s`` on an item is restarted and the item's
+        outcome carries ``failure``; an exception in ``function`` raises here.
+        """
+        queue = list(enumerate(items))
+        running: dict[int, int] = {}  # worker -> item position
+        while queue or running:
+            for w, worker in enumerate(self._workers):
+                if w not in running and queue:
+                    position, args = queue.pop(0)
+                    worker.submit([(("imap", w), function, args)], timeout_s)
+                    running[w] = position
+            for w, outcome in self._collect({w: self._workers[w] for w in running}, first_only=True):
+                yield running.pop(w), self._raise_on_error(outcome)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _run(self, calls: dict[int, tuple[Callable, tuple]], timeout_s: float) -> dict[int, _Outcome]:
+        by_worker: dict[int, list] = {}
+        for slot, (function, args) in calls.items():
+            by_worker.setdefault(slot % self.num_workers, []).append((slot, function, args))
+        for w, worker_calls in by_worker.items():
+            self._workers[w].submit(worker_calls, timeout_s)
+        outcomes = dict(self._collect({w: self._workers[w] for w in by_worker}, first_only=False, per_key=True))
+        for outcome in outcomes.values():
+            self._raise_on_error(outcome)
+        return outcomes
+
+    def _collect(self, workers: dict[int, _Worker], first_only: bool, per_key: bool = False) -> Iterator[tuple[Any, _Outcome]]:
+        """Gather replies from ``workers`` until all answered (or, with ``first_only``, until one worker did).
+
+        Yields ``(slot, outcome)`` with ``per_key`` and ``(worker index, outcome)`` without.
+        """
+        waiting = {w: worker for w, worker in workers.items() if worker.pending}
+        while waiting:
+            timeout = max(0.0, min(worker.deadline for worker in waiting.values()) - time.monotonic())
+            ready = multiprocessing.connection.wait([worker.conn for worker in waiting.values()], timeout=timeout)
+            finished = []
+            for w, worker in waiting.items():
+                if worker.conn in ready:
+                    try:
+                        key, ok, value = worker.conn.recv()
+                    except (EOFError, OSError):
+                        failure = f"worker process died (exit code {worker.process.exitcode})"
+                        yield from self._fail_worker(w, worker, failure, per_key)
+                        finished.append(w)
+                        continue
+                    worker.pending.remove(key)
+                    worker.deadline = time.monotonic() + worker.timeout_s  # each answer restarts the clock
+                    yield (key if per_key else w), _Outcome(ok, value)
+                elif time.monotonic() >= worker.deadline:
+                    yield from self._fail_worker(w, worker, "worker exceeded the time limit and was restarted", per_key)
+                if not worker.pending:
+                    finished.append(w)
+            for w in finished:
+                waiting.pop(w, None)
+            if first_only and finished:
+                return
+
+    def _fail_worker(self, w: int, worker: _Worker, failure: str, per_key: bool) -> Iterator[tuple[Any, _Outcome]]:
+        pending = list(worker.pending)
+        worker.restart()
+        for slot in range(w, self.num_slots, self.num_workers):
+            if self._active[slot] and slot not in pending:
+                self._lost[slot] = f"{failure} while another slot of the same worker was running"
+        if per_key:
+            for key in pending:
+                yield key, _Outcome(False, None, failure)
+        else:
+            yield w, _Outcome(False, None, failure)
+
+    @staticmethod
+    def _raise_on_error(outcome: _Outcome) -> _Outcome:
+        if not outcome.ok and outcome.failure is None:
+            raise EnvWorkerError(f"an environment raised in a worker process:\n{outcome.value}")
+        return outcome
+
+    def _failure_info(self, slot: int, failure: str) -> dict[str, Any]:
+        task = self._slot_task[slot]
+        return {
+            "task_id": task.task_id if task else "",
+            "task_type": task.task_type if task else "",
+            "admissible_actions": [],
+            "won": False,
+            "score": 0.0,
+            "failure": failure,
+        }
+
+    def _failed_step(self, slot: int, failure: str) -> StepResult:
+        self._active[slot] = False
+        return "", 0.0, False, True, self._failure_info(slot, failure)
+
+    def _check_length(self, values: Sequence, name: str) -> None:
+        if len(values) != self.num_slots:
+            raise ValueError(f"EnvPool: {name} must have one entry per slot ({self.num_slots}), got {len(values)}")
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+        self._workers = []
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

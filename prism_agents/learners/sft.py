@@ -1,0 +1,214 @@
+"""Supervised fine-tuning of the LoRA adapter on expert trajectories.
+
+Read top to bottom, one run of :meth:`SFTLearner.train` is:
+
+1. cut every trajectory into examples with the run's :class:`PromptBuilder`
+   (token ids + a mask that is 1 on action tokens only), cut examples longer
+   than ``model.max_seq_len`` at the end;
+2. each epoch, group examples of similar length into batches whose padded size
+   (examples x longest) stays within ``batch_tokens``, in a seeded order;
+3. per batch: the mean next-token cross-entropy over the batch's action
+   tokens (:func:`action_token_loss`), backward, global-norm clipping, an
+   AdamW step on the adapter's parameters with the scheduled learning rate
+   (:func:`learning_rate_factor`: linear warmup, then cosine / linear / constant).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from prism_agents.config.training import SFTConfig
+from prism_agents.learners.base import Learner, StepCallback
+from prism_agents.policies.lora import Policy
+from prism_agents.policies.prompts import PromptBuilder, TrainingExample
+from prism_agents.registry import LEARNERS
+from prism_agents.types import Trajectory
+
+
+def action_token_loss(
+    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor
+) -> tuple[torch.Tensor, int]:
+    """Mean next-token cross-entropy over the tokens where ``loss_mask`` is 1, and their count.
+
+    Logits are computed only at the positions that predict a masked-in token,
+    which saves the LM head's work on prompt tokens.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = getattr(base, base.base_model_prefix)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    targets = loss_mask[:, 1:].bool()
+    predicting = hidden[:, :-1][targets]
+    logits = base.get_output_embeddings()(predicting).float()
+    count = int(targets.sum())
+    return F.cross_entropy(logits, input_ids[:, 1:][targets], reduction="sum") / max(count, 1), count
+
+
+def learning_rate_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 1.0
+
+
+def length_batches(lengths: Sequence[int], batch_tokens: int, rng: random.Random) -> list[list[int]]:
+    """Indices grouped by similar length so that count x longest <= ``batch_tokens``, in shuffled order.
+
+    Equal lengths are ordered at random, so batches differ between epochs; the
+    number of batches depends only on the lengths.
+    """
+    order = sorted(range(len(lengths)), key=lambda index: (lengths[index], rng.random()))
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and (len(batches[-1]) + 1) * lengths[index] <= batch_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(
+    examples: Sequence[TrainingExample], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``loss_mask`` tensors."""
+    width = max(len(example.input_ids) for example in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        size = len(example.input_ids)
+        ids[row, :size] = torch.tensor(example.input_ids)
+        attention[row, :size] = 1
+        mask[row, :size] = torch.tensor(example.loss_mask)
+    return ids.to(device), attention.to(device), mask.to(device)
+
+
+@LEARNERS.register("sft")
+class SFTLearner(Learner):
+    """Multi-turn SFT: loss on action tokens only, length-bucketed batches, AdamW on the LoRA weights."""
+
+    config_class = SFTConfig
+
+    def train(
+        self,
+        policy: Policy,
+        data: Sequence[Trajectory],
+        *,
+        prompts: PromptBuilder,
+        on_step: StepCallback | None = None,
+    ) -> dict[str, float]:
+        """Train on the expert trajectories ``data``; per-step metrics go to ``on_step``.
+
+        Step metrics: step, epoch, loss, lr, grad_norm, tokens (non-padding), action_tokens,
+        examples. Returned: loss_mean (action-token weighted over the run), loss_last_epoch,
+        steps, examples, truncated_examples, tokens_trained, action_tokens, wall_s, tokens_per_s.
+        """
+        examples, truncated = self.prepare_examples(policy, data, prompts)
+        return self.train_examples(policy, examples, on_step=on_step) | {"truncated_examples": truncated}
+
+    @staticmethod
+    def prepare_examples(
+        policy: Policy, data: Sequence[Trajectory], prompts: PromptBuilder
+    ) -> tuple[list[TrainingExample], int]:
+        """Examples cut from ``data`` to at most ``policy.max_seq_len`` tokens, and how many were cut."""
+        examples, truncated = [], 0
+        for trajectory in data:
+            for example in prompts.examples(trajectory):
+                if len(example.input_ids) > policy.max_seq_len:
+                    truncated += 1
+                    example.input_ids = example.input_ids[: policy.max_seq_len]
+                    example.loss_mask = example.loss_mask[: policy.max_seq_len]
+                if sum(example.loss_mask[1:]):
+                    examples.append(example)
+        if not examples:
+            raise ValueError("no SFT examples with action tokens: the SFT trajectories are empty")
+        return examples, truncated
+
+    def train_examples(
+        self, policy: Policy, examples: Sequence[TrainingExample], on_step: StepCallback | None = None
+    ) -> dict[str, float]:
+        """The optimisation loop on ready-made examples (see the module docstring)."""
+        config = self.config
+        torch.manual_seed(config.seed)
+        rng = random.Random(config.seed)
+        lengths = [len(example.input_ids) for example in examples]
+        steps_per_epoch = len(length_batches(lengths, config.batch_tokens, random.Random(0)))
+        total_steps = steps_per_epoch * config.epochs
+        warmup_steps = math.ceil(config.warmup_ratio * total_steps)
+        parameters = policy.trainable_parameters()
+        optimizer = torch.optim.AdamW(
+            parameters,
+            lr=config.learning_rate,
+            betas=(config.adam_beta1, config.adam_beta2),
+            weight_decay=config.weight_decay,
+        )
+        pad_id = policy.tokenizer.pad_token_id
+        max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+        loss_sum = tokens_trained = action_tokens = 0.0
+        epoch_loss_sum = epoch_action_tokens = 0.0
+        step = 0
+        start = time.perf_counter()
+        policy.model.train()
+        progress = tqdm(total=total_steps, desc="sft", unit="step", disable=not config.progress)
+        try:
+            for epoch in range(config.epochs):
+                epoch_loss_sum = epoch_action_tokens = 0.0
+                for batch in length_batches(lengths, config.batch_tokens, rng):
+                    factor = learning_rate_factor(step, total_steps, warmup_steps, config.lr_schedule)
+                    lr = config.learning_rate * factor
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    ids, attention, mask = collate([examples[index] for index in batch], pad_id, policy.device)
+                    loss, count = action_token_loss(policy.model, ids, attention, mask)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+                    optimizer.step()
+                    step += 1
+                    value = loss.item()
+                    tokens = int(attention.sum())
+                    loss_sum += value * count
+                    epoch_loss_sum += value * count
+                    action_tokens += count
+                    epoch_action_tokens += count
+                    tokens_trained += tokens
+                    metrics = {
+                        "step": step,
+                        "epoch": epoch,
+                        "loss": value,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "tokens": tokens,
+                        "action_tokens": count,
+                        "examples": len(batch),
+                    }
+                    if on_step is not None:
+                        on_step(metrics)
+                    progress.update(1)
+                    progress.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2e}")
+        finally:
+            progress.close()
+            policy.model.eval()
+        wall = time.perf_counter() - start
+        return {
+            "loss_mean": loss_sum / action_tokens,
+            "loss_last_epoch": epoch_loss_sum / epoch_action_tokens,
+            "steps": step,
+            "examples": len(examples),
+            "tokens_trained": tokens_trained,
+            "action_tokens": action_tokens,
+            "wall_s": wall,
+            "tokens_per_s": tokens_trained / wall,
+        }

@@ -1,0 +1,1 @@
+"""Stages of a run, the rollout loop, evaluation and compute accounting."""

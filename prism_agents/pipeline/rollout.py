@@ -1,0 +1,141 @@
+"""Lockstep rollouts: a batch of episodes stepped together, one batched generation call per step.
+
+Each slot of an :class:`~prism_agents.environments.EnvPool` plays one task. At
+every step the prompts of all running episodes go to the generator in one call;
+the completions are parsed into actions (:func:`parse_action`) and sent to the
+environments together. An action that cannot be parsed, or is not admissible,
+still goes to the environment, which answers as the benchmark does (ALFWorld:
+"Nothing happens.").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from prism_agents.environments.pool import EnvPool
+from prism_agents.policies.actions import parse_action
+from prism_agents.config.generation import SamplingConfig
+from prism_agents.policies.generators.base import Generator
+from prism_agents.policies.prompts import PromptBuilder
+from prism_agents.types import Step, Task, Trajectory
+
+
+@dataclass
+class RolloutTotals:
+    """Work done by a set of rollouts (for ``compute.json``)."""
+
+    episodes: int = 0
+    env_steps: int = 0
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+
+@dataclass
+class _Episode:
+    """An episode while it is being played."""
+
+    task: Task
+    instruction: str
+    initial_observation: str
+    observation: str
+    admissible: list[str]
+    steps: list[Step] = field(default_factory=list)
+    won: bool = False
+    score: float = 0.0
+    failure: str | None = None
+    done: bool = False
+
+    def record(self, outcome: tuple[str, float, bool, bool, dict[str, Any]]) -> None:
+        observation, _, terminated, truncated, info = outcome
+        self.observation = observation
+        self.admissible = list(info["admissible_actions"])
+        self.won = bool(info["won"])
+        self.score = float(info["score"])
+        self.failure = info.get("failure")
+        self.done = terminated or truncated
+
+    def trajectory(self, source: str) -> Trajectory:
+        return Trajectory(
+            trajectory_id=f"{source}:{self.task.split}:{self.task.index}",
+            task=self.task,
+            instruction=self.instruction,
+            initial_observation=self.initial_observation,
+            steps=self.steps,
+            won=self.won,
+            score=self.score,
+            source=source,
+            failure=self.failure,
+        )
+
+
+def play_episodes(
+    pool: EnvPool,
+    generator: Generator,
+    prompts: PromptBuilder,
+    tasks: Sequence[Task],
+    sampling: SamplingConfig,
+    source: str,
+    totals: RolloutTotals,
+    description: str = "episodes",
+) -> list[Trajectory]:
+    """Play every task once (``pool.num_slots`` at a time) and return the episodes in task order."""
+    played: list[Trajectory] = []
+    with tqdm(total=len(tasks), desc=description, unit="episode") as progress:
+        for start in range(0, len(tasks), pool.num_slots):
+            batch = list(tasks[start : start + pool.num_slots])
+            for episode in _play_batch(pool, generator, prompts, batch, sampling, totals):
+                played.append(episode.trajectory(source))
+                progress.update(1)
+    totals.episodes += len(played)
+    return played
+
+
+def _play_batch(
+    pool: EnvPool,
+    generator: Generator,
+    prompts: PromptBuilder,
+    batch: list[Task],
+    sampling: SamplingConfig,
+    totals: RolloutTotals,
+) -> list[_Episode]:
+    slots = [task.index for task in batch] + [None] * (pool.num_slots - len(batch))
+    episodes = []
+    for task, (observation, info) in zip(batch, pool.reset(slots)):
+        episode = _Episode(task, info.get("instruction", ""), observation, observation, list(info["admissible_actions"]))
+        episode.failure = info.get("failure")
+        episode.done = episode.failure is not None
+        episodes.append(episode)
+    while running := [slot for slot, episode in enumerate(episodes) if not episode.done]:
+        prompt_ids = [
+            prompts.prompt_ids(e.instruction, e.steps, e.observation, e.admissible)
+            for e in (episodes[slot] for slot in running)
+        ]
+        completions = generator.generate(prompt_ids, sampling)
+        totals.prompt_tokens += sum(map(len, prompt_ids))
+        totals.generated_tokens += sum(len(completion.token_ids) for completion in completions)
+        actions: list[str | None] = [None] * pool.num_slots
+        steps: dict[int, Step] = {}
+        for slot, completion in zip(running, completions):
+            episode = episodes[slot]
+            parsed = parse_action(completion.text, episode.admissible)
+            actions[slot] = parsed.action
+            steps[slot] = Step(
+                observation=episode.observation,
+                action=parsed.action,
+                reward=0.0,
+                admissible_actions=episode.admissible,
+                raw_completion=completion.text,
+                valid_action=parsed.valid,
+            )
+        for slot, outcome in enumerate(pool.step(actions)):
+            if outcome is None:
+                continue
+            steps[slot].reward = float(outcome[1])
+            episodes[slot].steps.append(steps[slot])
+            episodes[slot].record(outcome)
+            totals.env_steps += 1
+    return episodes

@@ -1,0 +1,150 @@
+"""The generator contract: serve the base model or one LoRA adapter version, prompted with token ids.
+
+Prompts are token-id lists: the pipeline renders them with the policy's
+tokenizer and chat template, so the served prompt is exactly the trained one.
+A :class:`Completion` carries the sampled token ids and, for each, its
+log-probability under the model's own distribution (softmax of the raw logits:
+no temperature, no top-p), which is what a learner recomputes on its side.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from transformers import AutoTokenizer
+
+from prism_agents.config.generation import GeneratorConfig, SamplingConfig
+from prism_agents.policies.generators.check import CheckResult, check_served_adapter
+
+FINISH_REASONS = ("stop", "length")
+
+
+@dataclass
+class Completion:
+    """One generated continuation of one prompt."""
+
+    text: str
+    """The generated tokens decoded without special tokens."""
+    token_ids: list[int]
+    """Generated token ids, including the end-of-turn token when generation stopped on it."""
+    logprobs: list[float]
+    """Log-probability of each generated token under the model (raw logits, temperature 1)."""
+    finish_reason: str
+    """``stop`` (end-of-turn token) or ``length`` (``max_new_tokens`` reached)."""
+    prompt_tokens: int
+    """Number of prompt tokens."""
+
+
+class TrainingSide(Protocol):
+    """What the served-adapter check compares against: the training-side model and its tokenizer.
+
+    :class:`prism_agents.policies.lora.Policy` satisfies it.
+    """
+
+    model: Any
+    tokenizer: Any
+
+
+class Generator(ABC):
+    """Serves the base model or one LoRA adapter version; subclasses implement the engine."""
+
+    def __init__(self, config: GeneratorConfig, base_model_path: str | Path) -> None:
+        config.validate()
+        config.sampling.validate()
+        self.config = config
+        self.base_model_path = Path(base_model_path)
+        if not (self.base_model_path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"generator: base model folder {str(self.base_model_path)!r} has no config.json "
+                "(expected a Hugging Face checkpoint folder)"
+            )
+        self.tokenizer = AutoTokenizer.from_pretrained(self.base_model_path)
+        self.adapter_version: int | None = None
+        """Version of the adapter now served; None while the base model is served."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig | None = None) -> list[Completion]:
+        """One completion per prompt (token ids), in order; ``sampling`` defaults to ``config.sampling``."""
+
+    @abstractmethod
+    def _serve_adapter(self, path: Path, version: int) -> None:
+        """Make the next ``generate`` calls use the adapter at ``path``."""
+
+    @abstractmethod
+    def _serve_base(self) -> None:
+        """Make the next ``generate`` calls use the base model without adapter."""
+
+    def load_adapter(
+        self, path: str | Path, version: int, reference: TrainingSide | None = None
+    ) -> CheckResult | None:
+        """Serve the LoRA adapter saved at ``path`` as ``version`` from the next call on.
+
+        With ``reference`` (the training-side model and tokenizer holding the
+        same weights), the served adapter is checked at once and
+        :class:`~prism_agents.policies.generators.check.AdapterMismatchError`
+        is raised when it differs, so a stale adapter is never served silently.
+        """
+        path = adapter_folder(path)
+        self._serve_adapter(path, version)
+        self.adapter_version = version
+        if reference is None:
+            return None
+        return self.check(reference)
+
+    def use_base_model(self) -> None:
+        """Serve the base model without adapter from the next call on."""
+        self._serve_base()
+        self.adapter_version = None
+
+    def check(self, reference: TrainingSide) -> CheckResult:
+        """Compare what is served now with ``reference`` on the configured probe prompt."""
+        return check_served_adapter(
+            self,
+            reference.model,
+            reference.tokenizer,
+            prompt=self.config.check_prompt,
+            new_tokens=self.config.check_new_tokens,
+            tolerance=self.config.check_tolerance,
+        )
+
+    def close(self) -> None:
+        """Free the engine's memory; the generator cannot be used afterwards."""
+
+    def __enter__(self) -> Generator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _sampling(self, sampling: SamplingConfig | None) -> SamplingConfig:
+        sampling = sampling or self.config.sampling
+        sampling.validate()
+        return sampling
+
+    def _completion(self, prompt_tokens: int, token_ids: list[int], logprobs: list[float], stopped: bool) -> Completion:
+        return Completion(
+            text=self.tokenizer.decode(token_ids, skip_special_tokens=True),
+            token_ids=token_ids,
+            logprobs=logprobs,
+            finish_reason="stop" if stopped else "length",
+            prompt_tokens=prompt_tokens,
+        )
+
+
+def adapter_folder(path: str | Path) -> Path:
+    """``path`` as a peft adapter folder; raises FileNotFoundError naming what is missing."""
+    path = Path(path)
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{str(path)!r} is not a LoRA adapter folder (no adapter_config.json)")
+    return path
+
+
+def adapter_rank(path: Path) -> int:
+    """The largest LoRA rank in an adapter folder (``r`` and any per-module ``rank_pattern``)."""
+    config = json.loads((path / "adapter_config.json").read_text())
+    return max([int(config.get("r", 0)), *map(int, (config.get("rank_pattern") or {}).values())])

@@ -1,0 +1,91 @@
+"""``report.md``: a run's results for a person, from ``summary.json`` and ``compute.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TASK_TYPE_ORDER = ("pick", "look", "clean", "heat", "cool", "pick2")
+"""ALFWorld's task families in the order the literature tabulates them."""
+
+
+def render_report(summary: dict[str, Any], compute: dict[str, dict[str, Any]]) -> str:
+    """The Markdown report of a run."""
+    lines = [f"# Run {summary['run']}", ""]
+    lines += [f"- Model: `{summary['model']}`", f"- Environment: `{summary['environment']}`", f"- Seed: {summary['seed']}", ""]
+    if "collect" in summary:
+        lines += _collect_section(summary["collect"])
+    if "sft" in summary:
+        lines += _sft_section(summary["sft"])
+    if "eval" in summary:
+        lines += _eval_section(summary["eval"])
+    if compute:
+        lines += _compute_section(compute)
+    return "\n".join(lines) + "\n"
+
+
+def _collect_section(collect: dict[str, Any]) -> list[str]:
+    return [
+        "## Expert demonstrations",
+        "",
+        f"{collect['demonstrations']} expert demonstrations ({collect['expert']} expert) on split "
+        f"`{collect['split']}`: {collect['won']} won, {collect['expert_failures']} not won "
+        f"(kept out of training), {collect['mean_steps']:.1f} steps on average.",
+        "",
+    ]
+
+
+def _sft_section(sft: dict[str, Any]) -> list[str]:
+    return [
+        "## Supervised fine-tuning",
+        "",
+        f"{sft['examples']} training examples from {sft['trajectories']} demonstrations, {sft['epochs']} epoch(s), "
+        f"{sft['optimizer_steps']} optimizer steps over {sft['trained_tokens']} tokens; "
+        f"training loss on action tokens {sft['final_loss']:.4f} (mean over the last epoch). Adapter: `{sft['adapter']}`.",
+        "",
+    ]
+
+
+def _eval_section(evaluation: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Evaluation",
+        "",
+        f"Policy: {evaluation['policy']}. Split `{evaluation['split']}`, {evaluation['episodes']} episodes, "
+        f"at most {evaluation['max_steps']} steps each, {evaluation['decoding']} decoding.",
+        "",
+        "| task type | episodes | successes | success rate (%) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    per_type = evaluation["per_task_type"]
+    ordered = [t for t in TASK_TYPE_ORDER if t in per_type] + sorted(set(per_type) - set(TASK_TYPE_ORDER))
+    for task_type in ordered:
+        lines.append(_rate_row(task_type, per_type[task_type]))
+    lines.append(_rate_row("**all**", evaluation))
+    lines += [
+        "",
+        f"Mean benchmark score {100 * evaluation['mean_score']:.2f} (x100); "
+        f"{evaluation['failed_episodes']} episode(s) failed to run (counted as lost); "
+        f"{evaluation['mean_steps']:.1f} steps per episode on average.",
+        "",
+    ]
+    return lines
+
+
+def _rate_row(label: str, rates: dict[str, Any]) -> str:
+    return f"| {label} | {rates['episodes']} | {rates['successes']} | {100 * rates['success_rate']:.2f} |"
+
+
+def _compute_section(compute: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "## Compute",
+        "",
+        "| stage | wall clock (s) | episodes | env steps | prompt tokens | generated tokens | trained tokens | est. FLOPs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for stage, spent in compute.items():
+        lines.append(
+            f"| {stage} | {spent['wall_clock_s']:.1f} | {spent['episodes']} | {spent['env_steps']} | "
+            f"{spent['prompt_tokens']} | {spent['generated_tokens']} | {spent['trained_tokens']} | "
+            f"{spent['estimated_flops']:.3g} |"
+        )
+    lines += ["", "FLOPs are estimates (2N per processed token, 6N per trained token; N = base parameters).", ""]
+    return lines

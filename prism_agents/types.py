@@ -1,0 +1,118 @@
+"""Plain data records passed between the parts of a run.
+
+Every record round-trips through JSON (``to_dict`` / ``from_dict``) so that stage
+outputs such as ``trajectories.jsonl`` can be written, read back and resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Destination = Literal["sft", "rl", "both"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """One playable task of an environment split."""
+
+    env: str
+    """Registry name of the environment the task belongs to (e.g. ``alfworld``)."""
+    split: str
+    """Split name (e.g. ``train``, ``eval_out_of_distribution``)."""
+    index: int
+    """Position of the task in the split's documented, stable order."""
+    task_id: str
+    """Stable identifier, unique across splits (e.g. the game's path relative to the data root)."""
+    task_type: str
+    """Benchmark task family (ALFWorld: pick, look, clean, heat, cool, pick2)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Task:
+        return cls(**data)
+
+
+@dataclass
+class Step:
+    """One agent turn: the observation shown, the action taken and what came back."""
+
+    observation: str
+    """Observation the action answered (the text the policy saw last)."""
+    action: str
+    """Action sent to the environment, after parsing."""
+    reward: float
+    """Reward returned by the environment for this action."""
+    admissible_actions: list[str] = field(default_factory=list)
+    """Actions the environment listed as valid before this step (empty if it lists none)."""
+    raw_completion: str | None = None
+    """Full text the policy generated, before action extraction (None for expert steps)."""
+    valid_action: bool = True
+    """False when the parsed action was not among the admissible actions."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Step:
+        return cls(**data)
+
+
+@dataclass
+class Trajectory:
+    """A whole episode on one task, from the first observation to the end."""
+
+    trajectory_id: str
+    """Unique id within a run (e.g. ``expert:<task_id>``)."""
+    task: Task
+    """The task played."""
+    instruction: str
+    """The goal text given to the agent (ALFWorld: ``Your task is to: ...``)."""
+    initial_observation: str
+    """Observation returned by ``reset`` (room description including the goal)."""
+    steps: list[Step]
+    """Turns in order."""
+    won: bool
+    """Whether the episode ended in a win."""
+    score: float
+    """Benchmark score in [0, 1] at the end of the episode."""
+    source: str
+    """Who acted: ``expert:planner``, ``expert:handcoded`` or ``policy:<adapter version>``."""
+    failure: str | None = None
+    """Why the episode could not be played to its end (worker crash, timeout, expert error); None when it ran normally."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["task"] = self.task.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        fields = dict(data)
+        fields["task"] = Task.from_dict(fields["task"])
+        fields["steps"] = [Step.from_dict(step) for step in fields["steps"]]
+        return cls(**fields)
+
+
+@dataclass
+class RouteDecision:
+    """Where one trajectory goes, and why."""
+
+    trajectory_id: str
+    """Id of the routed trajectory."""
+    destination: Destination
+    """``sft``, ``rl`` or ``both``."""
+    score: float
+    """The router's score for the trajectory (its meaning depends on the router)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Named metric values behind the score."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RouteDecision:
+        return cls(**data)

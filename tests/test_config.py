@@ -1,0 +1,101 @@
+"""The config loader: defaults, YAML, overrides, and errors that name the key and the file."""
+
+from pathlib import Path
+
+import pytest
+
+from prism_agents.config import ConfigError, RunConfig, load_config, to_yaml
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load_without_a_file():
+    config = load_config(None)
+    assert isinstance(config, RunConfig)
+    assert config.model.name == "smollm2-135m-instruct"
+
+
+def test_yaml_and_overrides_compose(tmp_path):
+    path = write(tmp_path, "name: demo\nsft:\n  epochs: 3\n")
+    config = load_config(path, ["sft.epochs=5", "seed=7"])
+    assert (config.name, config.sft.epochs, config.seed) == ("demo", 5, 7)
+
+
+def test_typo_in_override_names_the_key_and_suggests_the_right_one(tmp_path):
+    path = write(tmp_path, "name: demo\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path, ["sft.epoch=1"])
+    assert "sft.epoch" in str(error.value)
+    assert "command line" in str(error.value)
+    assert "did you mean sft.epochs" in str(error.value)
+
+
+def test_unknown_key_in_yaml_names_the_file_and_key(tmp_path):
+    path = write(tmp_path, "eval:\n  splits: train\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(path) in str(error.value)
+    assert "eval.splits" in str(error.value)
+
+
+def test_wrong_type_names_the_key(tmp_path):
+    path = write(tmp_path, "sft:\n  epochs: many\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "sft.epochs" in str(error.value)
+
+
+def test_out_of_range_value_names_the_key_path(tmp_path):
+    path = write(tmp_path, "eval:\n  num_tasks: -1\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert "eval.num_tasks" in str(error.value)
+    assert str(path) in str(error.value)
+
+
+def test_missing_file_and_malformed_override_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["seed"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(None, ["name=roundtrip", "sft.epochs=4"])
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(config))
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_experiments_load(experiment):
+    load_config(experiment)
+
+
+def test_every_config_field_has_a_docstring():
+    import ast
+    import inspect
+
+    import prism_agents.config as package
+
+    undocumented = []
+    for module_path in Path(package.__file__).parent.glob("*.py"):
+        tree = ast.parse(module_path.read_text())
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.ClassDef) and node.name.endswith("Config")):
+                continue
+            body = node.body
+            for index, statement in enumerate(body):
+                if isinstance(statement, ast.AnnAssign):
+                    following = body[index + 1] if index + 1 < len(body) else None
+                    documented = isinstance(following, ast.Expr) and isinstance(getattr(following, "value", None), ast.Constant)
+                    if not documented:
+                        undocumented.append(f"{module_path.name}:{node.name}.{statement.target.id}")
+    assert not undocumented, f"config fields without a docstring: {undocumented}"
+    assert inspect.getdoc(RunConfig)

@@ -1,0 +1,226 @@
+"""Generators (vLLM and HF) serving LoRA adapter versions of a tiny random Llama, and the served-adapter check.
+
+One vLLM engine serves every vLLM test of this module (engine start is the slow part).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import peft
+import pytest
+import torch
+from tiny_model import build_tiny_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from prism_agents.config.base import ConfigValueError
+from prism_agents.config.generation import GeneratorConfig, SamplingConfig
+from prism_agents.policies.generators import (
+    AdapterMismatchError,
+    HFGenerator,
+    VLLMGenerator,
+    build_generator,
+)
+from prism_agents.policies.generators.check import probe_prompt_ids, token_logprobs
+from prism_agents.registry import RegistryError
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+MESSAGES = [
+    "go to desk 1",
+    "You arrive at desk 1. On the desk 1, you see a pen 1, a book 2 and a keychain 3. What next?",
+    "Your task is to: heat some egg and put it in garbagecan.",
+    "open drawer 1. close fridge 1. take pen 1 from desk 1. put apple 1 in/on countertop 1. look.",
+]
+GREEDY = SamplingConfig(max_new_tokens=12, temperature=0.0, ignore_eos=True)
+LOGPROB_TOLERANCE = 1e-3
+
+
+def make_adapter(base_path: Path, folder: Path, seed: int, rank: int = 8, std: float = 0.5) -> Path:
+    """Save a random LoRA adapter whose B matrices are non-zero (normal, ``std``), so it changes the outputs."""
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    model = peft.get_peft_model(base, peft.LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=TARGETS))
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=std)
+    model.save_pretrained(folder)
+    return folder
+
+
+def training_side(base_path: Path, adapter_path: Path | None) -> SimpleNamespace:
+    """The training-side model (base + adapter, as the Policy holds it) and its tokenizer."""
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    if adapter_path is not None:
+        model = peft.PeftModel.from_pretrained(model, adapter_path)
+    return SimpleNamespace(model=model.eval(), tokenizer=AutoTokenizer.from_pretrained(base_path))
+
+
+@pytest.fixture(scope="module")
+def base_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("generators"))
+
+
+@pytest.fixture(scope="module")
+def adapters(base_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    folder = tmp_path_factory.mktemp("adapters")
+    return {version: make_adapter(base_path, folder / f"v{version}", seed=version) for version in (1, 2)}
+
+
+@pytest.fixture(scope="module")
+def prompts(base_path: Path) -> list[list[int]]:
+    tokenizer = AutoTokenizer.from_pretrained(base_path)
+    return [probe_prompt_ids(tokenizer, message) for message in MESSAGES]
+
+
+def generator_config(name: str) -> GeneratorConfig:
+    return GeneratorConfig(name=name, kv_cache_gib=1, max_model_len=1024, max_lora_rank=16, hf_batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def hf(base_path: Path) -> HFGenerator:
+    with HFGenerator(generator_config("hf"), base_path) as generator:
+        yield generator
+
+
+@pytest.fixture(scope="module")
+def vllm(base_path: Path) -> VLLMGenerator:
+    with VLLMGenerator(generator_config("vllm"), base_path) as generator:
+        yield generator
+
+
+def assert_same_completions(left: list, right: list) -> None:
+    for a, b in zip(left, right, strict=True):
+        assert a.token_ids == b.token_ids
+        assert a.text == b.text
+        assert a.finish_reason == b.finish_reason
+        assert a.logprobs == pytest.approx(b.logprobs, abs=LOGPROB_TOLERANCE)
+
+
+def test_config_rejects_bad_values() -> None:
+    with pytest.raises(ConfigValueError) as error:
+        GeneratorConfig(dtype="int8").validate()
+    assert error.value.field == "dtype"
+    with pytest.raises(ConfigValueError) as error:
+        SamplingConfig(top_p=0.0).validate()
+    assert error.value.field == "top_p"
+    with pytest.raises(ConfigValueError) as error:
+        GeneratorConfig(check_tolerance=0.0).validate()
+    assert error.value.field == "check_tolerance"
+
+
+def test_build_generator_rejects_unknown_name(base_path: Path) -> None:
+    with pytest.raises(RegistryError, match="unknown generators 'nope'"):
+        build_generator(GeneratorConfig(name="nope"), base_path)
+
+
+def test_build_generator_returns_registered_class(base_path: Path) -> None:
+    with build_generator(generator_config("hf"), base_path) as generator:
+        assert isinstance(generator, HFGenerator)
+
+
+def test_load_adapter_rejects_a_folder_without_adapter(hf: HFGenerator, base_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not a LoRA adapter folder"):
+        hf.load_adapter(base_path, version=1)
+
+
+def test_hf_batched_equals_one_at_a_time(hf: HFGenerator, adapters: dict[int, Path], prompts: list[list[int]]) -> None:
+    hf.load_adapter(adapters[1], version=1)
+    batched = hf.generate(prompts, GREEDY)
+    single = [hf.generate([prompt], GREEDY)[0] for prompt in prompts]
+    assert_same_completions(batched, single)
+    assert [c.prompt_tokens for c in batched] == [len(p) for p in prompts]
+    assert all(len(c.token_ids) == GREEDY.max_new_tokens and c.finish_reason == "length" for c in batched)
+
+
+def test_hf_sampled_logprobs_are_the_training_side_logprobs(
+    hf: HFGenerator, base_path: Path, adapters: dict[int, Path], prompts: list[list[int]]
+) -> None:
+    hf.load_adapter(adapters[1], version=1)
+    reference = training_side(base_path, adapters[1])
+    sampled = hf.generate(prompts[:2], SamplingConfig(max_new_tokens=8, temperature=1.0, ignore_eos=True))
+    for prompt, completion in zip(prompts, sampled):
+        expected = token_logprobs(reference.model, prompt, completion.token_ids)
+        scored = expected.gather(1, torch.tensor(completion.token_ids)[:, None]).squeeze(1).tolist()
+        assert completion.logprobs == pytest.approx(scored, abs=LOGPROB_TOLERANCE)
+
+
+def test_hf_check_raises_on_stale_adapter(hf: HFGenerator, base_path: Path, adapters: dict[int, Path]) -> None:
+    with pytest.raises(AdapterMismatchError, match="adapter version 2"):
+        hf.load_adapter(adapters[1], version=2, reference=training_side(base_path, adapters[2]))
+
+
+@pytest.mark.vllm
+def test_vllm_and_hf_agree_on_the_base_model(
+    vllm: VLLMGenerator, hf: HFGenerator, prompts: list[list[int]]
+) -> None:
+    vllm.use_base_model()
+    hf.use_base_model()
+    assert_same_completions(vllm.generate(prompts, GREEDY), hf.generate(prompts, GREEDY))
+
+
+@pytest.mark.vllm
+def test_vllm_and_hf_agree_with_an_adapter(
+    vllm: VLLMGenerator, hf: HFGenerator, adapters: dict[int, Path], prompts: list[list[int]]
+) -> None:
+    vllm.load_adapter(adapters[1], version=1)
+    hf.load_adapter(adapters[1], version=1)
+    served = vllm.generate(prompts, GREEDY)
+    assert_same_completions(served, hf.generate(prompts, GREEDY))
+    vllm.use_base_model()
+    assert [c.token_ids for c in vllm.generate(prompts, GREEDY)] != [c.token_ids for c in served]
+
+
+@pytest.mark.vllm
+def test_vllm_new_adapter_version_changes_output_and_passes_check(
+    vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path], prompts: list[list[int]]
+) -> None:
+    first = vllm.load_adapter(adapters[1], version=1, reference=training_side(base_path, adapters[1]))
+    before = vllm.generate(prompts, GREEDY)
+    second = vllm.load_adapter(adapters[2], version=2, reference=training_side(base_path, adapters[2]))
+    after = vllm.generate(prompts, GREEDY)
+    assert (first.version, second.version) == (1, 2)
+    assert first.token_ids != second.token_ids
+    assert max(first.max_logprob_diff, second.max_logprob_diff) < vllm.config.check_tolerance
+    assert [c.token_ids for c in before] != [c.token_ids for c in after]
+
+
+@pytest.mark.vllm
+def test_vllm_check_raises_on_stale_adapter(vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path]) -> None:
+    with pytest.raises(AdapterMismatchError, match="adapter version 2 disagrees .* at generated position 0"):
+        vllm.load_adapter(adapters[1], version=2, reference=training_side(base_path, adapters[2]))
+
+
+@pytest.mark.vllm
+def test_vllm_reloads_a_version_rewritten_at_the_same_path(
+    vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path], tmp_path: Path, prompts: list[list[int]]
+) -> None:
+    path = make_adapter(base_path, tmp_path / "adapter", seed=1)
+    vllm.load_adapter(path, version=3)
+    before = vllm.generate(prompts[:1], GREEDY)
+    make_adapter(base_path, path, seed=2)
+    vllm.load_adapter(path, version=4, reference=training_side(base_path, adapters[2]))
+    assert vllm.generate(prompts[:1], GREEDY)[0].token_ids != before[0].token_ids
+
+
+@pytest.mark.vllm
+def test_vllm_sampled_logprobs_are_the_training_side_logprobs(
+    vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path], prompts: list[list[int]]
+) -> None:
+    vllm.load_adapter(adapters[2], version=2)
+    reference = training_side(base_path, adapters[2])
+    sampled = vllm.generate(prompts[:2], SamplingConfig(max_new_tokens=8, temperature=0.7, top_p=0.9, ignore_eos=True))
+    for prompt, completion in zip(prompts, sampled):
+        expected = token_logprobs(reference.model, prompt, completion.token_ids)
+        scored = expected.gather(1, torch.tensor(completion.token_ids)[:, None]).squeeze(1).tolist()
+        assert completion.logprobs == pytest.approx(scored, abs=LOGPROB_TOLERANCE)
+
+
+@pytest.mark.vllm
+def test_vllm_refuses_an_adapter_above_max_lora_rank(
+    vllm: VLLMGenerator, base_path: Path, tmp_path: Path
+) -> None:
+    path = make_adapter(base_path, tmp_path / "wide", seed=3, rank=32)
+    with pytest.raises(ValueError, match="generator.max_lora_rank"):
+        vllm.load_adapter(path, version=5)

@@ -1,0 +1,97 @@
+"""End to end: `prism-agents run` on the hand-written fixture games with a tiny random-weight model.
+
+The real textworld engine plays the games, the planner expert demonstrates, SFT
+trains a real peft adapter and the HF generator serves it; the vLLM path of the
+same pipeline runs in test_pipeline_vllm.py.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from prism_agents.cli import main
+from prism_agents.io import read_jsonl
+from alfworld_data import alfworld_fixture_root  # noqa: F401  (pytest fixture)
+from tiny_model import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture
+def run_args(tmp_path, tiny_model, alfworld_fixture_root):
+    def build(*extra: str) -> list[str]:
+        return arguments(tmp_path, tiny_model, alfworld_fixture_root, *extra)
+
+    return build
+
+
+def arguments(tmp_path: Path, model: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        str(Path(__file__).parents[1] / "experiments" / "alfworld.yaml"),
+        f"output_dir={tmp_path / 'runs'}",
+        f"model.name={model}",
+        f"environment.data_path={data}",
+        f"environment.demo_cache_dir={tmp_path / 'demos'}",
+        "environment.num_workers=2",
+        "collect.num_tasks=0",
+        "sft.epochs=2",
+        "sft.progress=false",
+        "generator.name=hf",
+        "eval.split=eval_in_distribution",
+        "eval.num_tasks=0",
+        "eval.max_steps=3",
+        *extra,
+    ]
+
+
+def last_line(captured: str) -> Path:
+    return Path(captured.strip().splitlines()[-1])
+
+
+def test_run_writes_every_stage_output_and_resume_skips_finished_stages(tmp_path, run_args, capsys):
+    assert main(run_args()) == 0
+    run = last_line(capsys.readouterr().out)
+    for name in ("config.yaml", "trajectories.jsonl", "adapters/v1/adapter_config.json", "evaluation.jsonl",
+                 "metrics.jsonl", "summary.json", "report.md", "compute.json", "stages.json"):
+        assert (run / name).exists(), name
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["collect"]["demonstrations"] == 2 and summary["collect"]["won"] == 2
+    evaluation = summary["eval"]
+    assert evaluation["split"] == "eval_in_distribution"
+    assert evaluation["episodes"] == 1 and evaluation["per_task_type"]["look"]["episodes"] == 1
+    assert evaluation["policy"] == "adapter v1"
+    assert "eval_in_distribution" in (run / "report.md").read_text()
+    stages = {record["stage"] for record in read_jsonl(run / "metrics.jsonl")}
+    assert stages == {"sft", "eval"}
+    compute = json.loads((run / "compute.json").read_text())
+    assert compute["sft"]["trained_tokens"] > 0 and compute["eval"]["generated_tokens"] > 0
+
+    finished = json.loads((run / "stages.json").read_text())
+    (run / "evaluation.jsonl").unlink()
+    assert main(["run", "--resume", str(run)]) == 0
+    assert last_line(capsys.readouterr().out) == run
+    resumed = json.loads((run / "stages.json").read_text())
+    for stage in ("collect", "sft"):
+        assert resumed[stage]["finished_at"] == finished[stage]["finished_at"], f"{stage} ran again"
+    assert (run / "evaluation.jsonl").exists()
+    assert not (run / "adapters" / "v2").exists()
+
+
+def test_base_model_evaluation_skips_training(tmp_path, run_args, capsys):
+    assert main(run_args("eval.policy=base")) == 0
+    run = last_line(capsys.readouterr().out)
+    summary = json.loads((run / "summary.json").read_text())
+    assert "sft" not in summary and "collect" not in summary
+    assert summary["eval"]["policy"] == "base model (no adapter)"
+
+
+def test_config_typo_fails_before_any_work(tmp_path, run_args, capsys):
+    assert main(run_args("sft.epoch=1")) == 2
+    assert "sft.epoch" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
