@@ -74,8 +74,10 @@ def prompts(base_path: Path) -> list[list[int]]:
     return [probe_prompt_ids(tokenizer, message) for message in MESSAGES]
 
 
-def generator_config(name: str) -> GeneratorConfig:
-    return GeneratorConfig(name=name, kv_cache_gib=1, max_model_len=1024, max_lora_rank=16, hf_batch_size=4)
+def generator_config(name: str, adapter_serving: str = "auto") -> GeneratorConfig:
+    return GeneratorConfig(
+        name=name, kv_cache_gib=1, max_model_len=1024, max_lora_rank=16, hf_batch_size=4, adapter_serving=adapter_serving
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +86,11 @@ def hf(base_path: Path) -> HFGenerator:
         yield generator
 
 
-@pytest.fixture(scope="module")
-def vllm(base_path: Path) -> VLLMGenerator:
-    with VLLMGenerator(generator_config("vllm"), base_path) as generator:
+@pytest.fixture(scope="module", params=["lora", "merged"])
+def vllm(base_path: Path, request: pytest.FixtureRequest) -> VLLMGenerator:
+    """The vLLM generator in each way of serving an adapter: LoRA kernels, or merged weights."""
+    with VLLMGenerator(generator_config("vllm", adapter_serving=request.param), base_path) as generator:
+        assert generator.merged == (request.param == "merged")
         yield generator
 
 
@@ -153,11 +157,12 @@ def test_hf_check_raises_on_stale_adapter(hf: HFGenerator, base_path: Path, adap
 
 @pytest.mark.vllm
 def test_vllm_and_hf_agree_on_the_base_model(
-    vllm: VLLMGenerator, hf: HFGenerator, prompts: list[list[int]]
+    vllm: VLLMGenerator, hf: HFGenerator, base_path: Path, prompts: list[list[int]]
 ) -> None:
     vllm.use_base_model()
     hf.use_base_model()
     assert_same_completions(vllm.generate(prompts, GREEDY), hf.generate(prompts, GREEDY))
+    assert vllm.check(training_side(base_path, None)).version is None
 
 
 @pytest.mark.vllm
@@ -221,6 +226,8 @@ def test_vllm_sampled_logprobs_are_the_training_side_logprobs(
 def test_vllm_refuses_an_adapter_above_max_lora_rank(
     vllm: VLLMGenerator, base_path: Path, tmp_path: Path
 ) -> None:
+    if vllm.merged:
+        pytest.skip("a merged adapter has no rank limit in the engine")
     path = make_adapter(base_path, tmp_path / "wide", seed=3, rank=32)
     with pytest.raises(ValueError, match="generator.max_lora_rank"):
         vllm.load_adapter(path, version=5)

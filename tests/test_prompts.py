@@ -50,8 +50,8 @@ def test_inference_prompt_is_the_training_prefix(tokenizer, history):
     builder = PromptBuilder(tokenizer, PromptConfig(history=history, window=2), "alfworld")
     examples = builder.examples(trajectory)
     for index, step in enumerate(trajectory.steps):
-        history = trajectory.steps[:index]
-        prompt = builder.prompt_ids(trajectory.instruction, history, step.observation, step.admissible_actions)
+        before = trajectory.steps[:index]
+        prompt = builder.prompt_ids(trajectory.instruction, before, step.observation, step.admissible_actions)
         example = examples[index] if history == "window" else examples[0]
         assert example.input_ids[: len(prompt)] == prompt
         earlier = trajectory.steps[:index] if history == "full" else []
@@ -74,6 +74,14 @@ def test_window_shows_only_the_last_k_steps(tokenizer):
     assert user["content"].startswith(trajectory.instruction)
     no_history = PromptBuilder(tokenizer, PromptConfig(history="window", window=0), "alfworld")
     assert "Recent steps" not in no_history.messages(trajectory.instruction, steps[:3], "x", [])[1]["content"]
+
+
+def test_window_longer_than_the_history_shows_every_step(tokenizer):
+    trajectory = sample_trajectory()
+    builder = PromptBuilder(tokenizer, PromptConfig(history="window", window=3), "alfworld")
+    steps = trajectory.steps
+    _, user = builder.messages(trajectory.instruction, steps[:2], steps[2].observation, [])
+    assert all(f"> {step.action}" in user["content"] for step in steps[:2])
 
 
 def test_admissible_actions_are_capped_with_a_note(tokenizer):

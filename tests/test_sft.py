@@ -2,10 +2,11 @@
 (batching, schedule, config checks) do what they document."""
 
 import random
+from dataclasses import replace
 
 import pytest
 import torch
-from tiny_model import build_tiny_model, sample_trajectory
+from tiny_model import build_tiny_model, one_torch_thread, sample_trajectory
 
 from prism_agents.config.base import ConfigValueError
 from prism_agents.config.model import LoraConfig, ModelConfig
@@ -14,6 +15,12 @@ from prism_agents.learners.sft import SFTLearner, action_token_loss, collate, le
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
 from prism_agents.registry import LEARNERS
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_model_threads():
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +93,13 @@ def test_sft_is_registered_and_checks_its_config():
     with pytest.raises(ConfigValueError) as error:
         SFTLearner(SFTConfig(lr_schedule="step"))
     assert error.value.field == "lr_schedule"
+
+
+def test_examples_longer_than_the_context_are_cut_at_the_end(model_config):
+    policy = Policy.load(replace(model_config, max_seq_len=150), LoraConfig(rank=2))
+    prompts = PromptBuilder(policy.tokenizer, PromptConfig(history="full"), "alfworld")
+    examples, truncated = SFTLearner.prepare_examples(policy, [sample_trajectory()], prompts)
+    assert truncated == 1 and len(examples[0].input_ids) == len(examples[0].loss_mask) == 150
 
 
 def test_empty_sft_set_is_an_error(model_config):

@@ -11,6 +11,8 @@ Weights come from a fixed seed: the same call always gives the same model.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -41,6 +43,21 @@ _CORPUS = [
     "You open the drawer 1. The drawer 1 is open. In it, you see nothing. You pick up the pen 1.",
     "Task: Observation: Actions: Admissible actions: Recent steps: Reply with one action. system user assistant",
 ]
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread within the block.
+
+    A tiny model's operations are too small to split; on a busy machine the idle
+    threads of a second one spin at every barrier and slow tests down many times.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:

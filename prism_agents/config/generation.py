@@ -75,6 +75,11 @@ class GeneratorConfig:
     processes, so callers need no ``if __name__ == "__main__"`` guard; on CPU it also starts faster and does
     not compete for cores with a busy-polling engine process. Set false on GPUs to overlap scheduling with
     the forward pass."""
+    adapter_serving: str = "auto"
+    """vLLM: how an adapter version is served: ``lora`` (LoRA kernels, instant switch), ``merged`` (the
+    adapter merged into a checkpoint and the engine restarted on it: base-model speed, seconds per switch)
+    or ``auto`` (``merged`` on CPU, where vLLM's LoRA kernels ran 5x slower than the base model here,
+    ``lora`` on GPUs)."""
     check_prompt: str = DEFAULT_CHECK_PROMPT
     """Probe message for the served-adapter check (rendered with the policy's chat template)."""
     check_new_tokens: int = 16
@@ -94,7 +99,9 @@ class GeneratorConfig:
             "hf_device",
             f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {self.hf_device!r})",
         )
-        require(self.kv_cache_gib >= 0, "kv_cache_gib", f"must be >= 0, 0 meaning vLLM's own sizing (got {self.kv_cache_gib})")
+        require(
+            self.kv_cache_gib >= 0, "kv_cache_gib", f"must be >= 0, 0 meaning vLLM's own sizing (got {self.kv_cache_gib})"
+        )
         require(self.max_model_len >= 16, "max_model_len", f"must be at least 16 (got {self.max_model_len})")
         require(self.max_lora_rank >= 1, "max_lora_rank", f"must be at least 1 (got {self.max_lora_rank})")
         require(
@@ -102,6 +109,7 @@ class GeneratorConfig:
             "gpu_memory_utilization",
             f"must be in (0, 1] (got {self.gpu_memory_utilization})",
         )
+        require_one_of(self.adapter_serving, ("auto", "lora", "merged"), "adapter_serving")
         require(bool(self.check_prompt.strip()), "check_prompt", "must be a non-empty message")
         require(self.check_new_tokens >= 1, "check_new_tokens", f"must be at least 1 (got {self.check_new_tokens})")
         require(self.check_tolerance > 0, "check_tolerance", f"must be positive (got {self.check_tolerance})")

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments.base import TextEnv
 from prism_agents.environments.pool import EnvPool, EnvSpec
+from prism_agents.io import write_json_atomic
 from prism_agents.types import Step, Task, Trajectory
 
 
@@ -96,7 +97,7 @@ def collect_demonstrations(
                 position = missing[item_index]
                 if outcome.failure is None:
                     trajectory = Trajectory.from_dict(outcome.value)
-                    _to_cache(cache_files[position], trajectory)
+                    write_json_atomic(cache_files[position], trajectory.to_dict())
                 else:
                     trajectory = _failed(tasks[position], source, outcome.failure)
                 results[position] = trajectory
@@ -108,13 +109,6 @@ def collect_demonstrations(
 def _from_cache(cache_file: Path, task: Task) -> Trajectory:
     trajectory = Trajectory.from_dict(json.loads(cache_file.read_text()))
     return dataclasses.replace(trajectory, task=task, trajectory_id=f"expert:{task.task_id}")
-
-
-def _to_cache(cache_file: Path, trajectory: Trajectory) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_file.with_suffix(".tmp")
-    temporary.write_text(json.dumps(trajectory.to_dict()))
-    temporary.replace(cache_file)
 
 
 def _failed(task: Task, source: str, failure: str) -> Trajectory:

@@ -6,6 +6,7 @@ import logging
 from types import TracebackType
 
 from prism_agents.config import RunConfig
+from prism_agents.config.generation import SamplingConfig
 from prism_agents.pipeline.compute import ComputeLedger
 from prism_agents.pipeline.metrics import MetricsLog
 from prism_agents.pipeline.run_folder import RunFolder
@@ -43,6 +44,11 @@ class RunContext:
     def prompts(self) -> PromptBuilder:
         """The prompt builder for this run's environment and the policy's tokenizer."""
         return PromptBuilder(self.policy().tokenizer, self.config.prompt, self.config.environment.name)
+
+    def max_prompt_tokens(self, sampling: SamplingConfig) -> int:
+        """Longest prompt that leaves room for ``sampling.max_new_tokens`` in the model's and the engine's context."""
+        context_tokens = min(self.config.model.max_seq_len, self.config.generator.max_model_len)
+        return context_tokens - sampling.max_new_tokens
 
     def generator(self) -> Generator:
         """The generator serving the policy's base model (started once per run)."""

@@ -5,7 +5,8 @@ every step the prompts of all running episodes go to the generator in one call;
 the completions are parsed into actions (:func:`parse_action`) and sent to the
 environments together. An action that cannot be parsed, or is not admissible,
 still goes to the environment, which answers as the benchmark does (ALFWorld:
-"Nothing happens.").
+"Nothing happens."). An episode whose next prompt would not fit in
+``max_prompt_tokens`` ends there, its ``failure`` saying so.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def play_episodes(
     sampling: SamplingConfig,
     source: str,
     totals: RolloutTotals,
+    max_prompt_tokens: int,
     description: str = "episodes",
 ) -> list[Trajectory]:
     """Play every task once (``pool.num_slots`` at a time) and return the episodes in task order."""
@@ -87,7 +89,7 @@ def play_episodes(
     with tqdm(total=len(tasks), desc=description, unit="episode") as progress:
         for start in range(0, len(tasks), pool.num_slots):
             batch = list(tasks[start : start + pool.num_slots])
-            for episode in _play_batch(pool, generator, prompts, batch, sampling, totals):
+            for episode in _play_batch(pool, generator, prompts, batch, sampling, totals, max_prompt_tokens):
                 played.append(episode.trajectory(source))
                 progress.update(1)
     totals.episodes += len(played)
@@ -101,6 +103,7 @@ def _play_batch(
     batch: list[Task],
     sampling: SamplingConfig,
     totals: RolloutTotals,
+    max_prompt_tokens: int,
 ) -> list[_Episode]:
     slots = [task.index for task in batch] + [None] * (pool.num_slots - len(batch))
     episodes = []
@@ -110,10 +113,18 @@ def _play_batch(
         episode.done = episode.failure is not None
         episodes.append(episode)
     while running := [slot for slot, episode in enumerate(episodes) if not episode.done]:
-        prompt_ids = [
-            prompts.prompt_ids(e.instruction, e.steps, e.observation, e.admissible)
-            for e in (episodes[slot] for slot in running)
-        ]
+        prompt_ids = []
+        for slot in list(running):
+            episode = episodes[slot]
+            ids = prompts.prompt_ids(episode.instruction, episode.steps, episode.observation, episode.admissible)
+            if len(ids) > max_prompt_tokens:
+                episode.done = True
+                episode.failure = f"context full: the next prompt has {len(ids)} tokens, over the limit of {max_prompt_tokens}"
+                running.remove(slot)
+            else:
+                prompt_ids.append(ids)
+        if not running:
+            break
         completions = generator.generate(prompt_ids, sampling)
         totals.prompt_tokens += sum(map(len, prompt_ids))
         totals.generated_tokens += sum(len(completion.token_ids) for completion in completions)

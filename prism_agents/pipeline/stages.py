@@ -124,7 +124,7 @@ def evaluate(context: RunContext, spent: StageCompute) -> StageOutcome:
     with EnvPool(spec, num_slots=min(settings.batch_size, len(tasks))) as pool:
         episodes = play_episodes(
             pool, generator, context.prompts(), tasks, settings.sampling, source, totals,
-            description=f"eval {settings.split}",
+            max_prompt_tokens=context.max_prompt_tokens(settings.sampling), description=f"eval {settings.split}",
         )
     write_jsonl_atomic(context.folder.evaluation, (episode.to_dict() for episode in episodes))
     summary = summarize_episodes(episodes, settings.split)

@@ -70,8 +70,9 @@ class Policy:
                 raise FileNotFoundError(f"{adapter_path} is not a peft adapter folder (no adapter_config.json)")
             model = peft.PeftModel.from_pretrained(base, adapter_path, is_trainable=True)
         else:
-            torch.manual_seed(lora_config.init_seed)
-            model = peft.get_peft_model(base, peft_lora_config(lora_config))
+            with torch.random.fork_rng():  # seed the adapter init without touching the caller's RNG
+                torch.manual_seed(lora_config.init_seed)
+                model = peft.get_peft_model(base, peft_lora_config(lora_config))
         return cls(model, tokenizer, base_path, model_config.max_seq_len)
 
     @property

@@ -9,8 +9,8 @@ Templates are per environment (:data:`PROMPT_TEMPLATES`, extended with
 :func:`register_template`). The ALFWorld template renders, with
 ``history: window`` (default), one two-message chat per step::
 
-    system: You are playing a household text game. Reply with exactly one action from the
-            admissible actions, nothing else.
+    system: You are playing a household text game. Reply with exactly one action, such as
+            'go to desk 1' or 'open drawer 2', nothing else.
     user:   Your task is to: put a clean lettuce in diningtable.
             Recent steps:
             You are in the middle of a room. ... you see a cabinet 1, ...
@@ -35,8 +35,9 @@ With ``history: full`` the episode is one growing conversation::
     ...
 
 Full history grows with the episode (every turn lists its admissible actions,
-so that each turn reads the same in training and at inference): about 4,200
-tokens for a 27-step ALFWorld episode and about 9,000 for a 50-step one.
+so that each turn reads the same in training and at inference): about 180
+tokens per step, e.g. 2,200 tokens for a 12-step ALFWorld episode and 9,000
+for a 50-step one, beyond SmolLM2's 8,192-token context.
 
 Token ids come from the tokenizer's chat template, rendered turn by turn: each
 turn's text is the difference between renders of consecutive message
@@ -83,8 +84,8 @@ class PromptTemplate:
 PROMPT_TEMPLATES: dict[str, PromptTemplate] = {
     "alfworld": PromptTemplate(
         system=(
-            "You are playing a household text game. Reply with exactly one action from the admissible "
-            "actions, nothing else."
+            "You are playing a household text game. Reply with exactly one action, such as "
+            "'go to desk 1' or 'open drawer 2', nothing else."
         ),
         task="{instruction}",
         history_header="Recent steps:",
@@ -147,7 +148,7 @@ class PromptBuilder:
         """The chat shown before the next action; ``history`` holds the episode's earlier steps in order."""
         template = self.template
         if self.config.history == "window":
-            recent = history[len(history) - self.config.window :] if self.config.window else []
+            recent = history[max(0, len(history) - self.config.window) :] if self.config.window else []
             lines = [template.task.format(instruction=instruction)]
             if recent:
                 lines.append(template.history_header)

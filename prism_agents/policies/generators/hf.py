@@ -33,7 +33,8 @@ class HFGenerator(Generator):
         self.model: torch.nn.Module = base.to(self.device).eval()
         self._adapter_name: str | None = None
         self._calls = 0
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad_id = self.tokenizer.pad_token_id
+        self.pad_id = pad_id if pad_id is not None else self.tokenizer.eos_token_id
         self.stop_ids = _stop_token_ids(base.generation_config.eos_token_id, self.tokenizer.eos_token_id)
 
     def _serve_adapter(self, path: Path, version: int) -> None:
@@ -66,16 +67,19 @@ class HFGenerator(Generator):
         width = max(len(p) for p in prompts)
         input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        # The options that matter are set explicitly: generate() fills unset (None) ones from the model's generation
+        # config (top_k=50, its eos ids), which would make HF sample or stop differently from vLLM.
+        randomness = (
+            {} if sampling.greedy else {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
+        )
         options = GenerationConfig(
             max_new_tokens=sampling.max_new_tokens,
             do_sample=not sampling.greedy,
-            temperature=sampling.temperature if not sampling.greedy else None,
-            top_p=sampling.top_p if not sampling.greedy else None,
-            top_k=None,
-            eos_token_id=None if sampling.ignore_eos else self.stop_ids,
+            eos_token_id=[] if sampling.ignore_eos else self.stop_ids,
             pad_token_id=self.pad_id,
             output_logits=True,
             return_dict_in_generate=True,
+            **randomness,
         )
         adapter_off = self.model.disable_adapter() if self._adapter_off() else nullcontext()
         self._calls += 1

