@@ -4,10 +4,13 @@ One run measures, on the same prompts (chat-rendered ALFWorld-style text of
 ``--prompt-min`` to ``--prompt-max`` tokens, a fresh set per repeat so no
 engine reuses a cached prompt from an earlier repeat):
 
-* vLLM with a LoRA adapter, vLLM on the base model (reference), HF + peft with
-  the adapter: generated tokens/s and prompt tokens/s over whole ``generate``
-  calls of ``--batch-size`` prompts, greedy, exactly ``--new-tokens`` new tokens each;
-* the time to load a new adapter version and pass the served-adapter check.
+* vLLM serving the adapter through its LoRA kernels (``vllm_lora``), vLLM serving
+  the adapter merged into the weights (``vllm_merged``, the CPU default), vLLM on
+  the base model (reference), HF + peft with the adapter: generated tokens/s and
+  prompt tokens/s over whole ``generate`` calls of ``--batch-size`` prompts,
+  greedy, exactly ``--new-tokens`` new tokens each;
+* the time to load a new adapter version and pass the served-adapter check
+  (for ``vllm_merged`` this includes the merge and the engine restart).
 
 The adapter is a rank ``--rank`` LoRA on all projections of the policy
 (:class:`prism_agents.policies.lora.Policy`) with random non-zero B matrices.
@@ -20,6 +23,7 @@ Results go to ``--output`` as JSON and are printed as a table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import random
@@ -143,14 +147,15 @@ def main() -> None:
         first = save_random_adapter(policy, Path(folder) / "v1", seed=1)
         second_path = Path(folder) / "v2"
         runs = {}
-        for name, factory in (("hf", HFGenerator), ("vllm", VLLMGenerator)):
+        engines = (("hf_lora", HFGenerator, "lora"), ("vllm_lora", VLLMGenerator, "lora"), ("vllm_merged", VLLMGenerator, "merged"))
+        for name, factory, serving in engines:
             start = time.perf_counter()
-            generator = factory(config, policy.base_model_path)
+            generator = factory(dataclasses.replace(config, adapter_serving=serving), policy.base_model_path)
             results[f"{name}_start_seconds"] = round(time.perf_counter() - start, 3)
             with generator:
                 generator.load_adapter(first, 1)
-                runs[f"{name}_lora"] = throughput(generator, prompt_sets, args.new_tokens)
-                if name == "vllm":
+                runs[name] = throughput(generator, prompt_sets, args.new_tokens)
+                if name == "vllm_lora":
                     generator.use_base_model()
                     runs["vllm_base"] = throughput(generator, prompt_sets, args.new_tokens)
                 if not second_path.exists():
@@ -166,7 +171,7 @@ def main() -> None:
     for name, run in runs.items():
         ratio = results["ratios_to_hf_lora"][name]
         print(f"{name:<12}{run['generated_tokens_per_s']:>12.1f}{run['prompt_tokens_per_s']:>14.1f}{ratio:>11.2f}")
-    for name in ("hf", "vllm"):
+    for name, _, _ in engines:
         print(
             f"{name}: engine start {results[f'{name}_start_seconds']} s, "
             f"new adapter load + check {results[f'{name}_adapter_load_and_check_seconds']} s"

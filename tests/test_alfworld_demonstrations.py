@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from alfworld_data import alfworld_fixture_root  # noqa: F401  (pytest fixture)
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments import ALFWorldEnv, collect_demonstrations
 

@@ -6,7 +6,6 @@ import gymnasium
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from alfworld_data import alfworld_fixture_root  # noqa: F401  (pytest fixture)
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments import ALFWORLD_GYM_ID, ALFWorldEnv
 from prism_agents.environments.alfworld import ALFWorldDataError, list_split_tasks, select_tasks

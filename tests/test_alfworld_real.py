@@ -5,7 +5,6 @@ from __future__ import annotations
 import gymnasium
 import pytest
 
-from alfworld_data import alfworld_real_root  # noqa: F401  (pytest fixture)
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments import ALFWORLD_GYM_ID, ALFWorldEnv, collect_demonstrations
 

@@ -1,8 +1,8 @@
 """End to end: `prism-agents run` on the hand-written fixture games with a tiny random-weight model.
 
 The real textworld engine plays the games, the planner expert demonstrates, SFT
-trains a real peft adapter and the HF generator serves it; the vLLM path of the
-same pipeline runs in test_pipeline_vllm.py.
+trains a real peft adapter, and the HF generator or vLLM (both ways of serving an
+adapter) plays the evaluation episodes.
 """
 
 import json
@@ -12,7 +12,6 @@ import pytest
 
 from prism_agents.cli import main
 from prism_agents.io import read_jsonl
-from alfworld_data import alfworld_fixture_root  # noqa: F401  (pytest fixture)
 from tiny_model import build_tiny_model
 
 
@@ -83,6 +82,17 @@ def test_run_writes_every_stage_output_and_resume_skips_finished_stages(tmp_path
     assert not (run / "adapters" / "v2").exists()
 
 
+@pytest.mark.vllm
+@pytest.mark.parametrize("serving", ["merged", "lora"])
+def test_run_serves_the_trained_adapter_with_vllm(run_args, capsys, serving):
+    assert main(run_args("generator.name=vllm", "generator.kv_cache_gib=1", f"generator.adapter_serving={serving}")) == 0
+    run = last_line(capsys.readouterr().out)
+    evaluation = json.loads((run / "summary.json").read_text())["eval"]
+    assert evaluation["policy"] == "adapter v1" and evaluation["episodes"] == 1
+    episode = read_jsonl(run / "evaluation.jsonl")[0]
+    assert episode["source"] == "policy:v1" and 1 <= len(episode["steps"]) <= 3
+
+
 def test_base_model_evaluation_skips_training(tmp_path, run_args, capsys):
     assert main(run_args("eval.policy=base")) == 0
     run = last_line(capsys.readouterr().out)
@@ -95,3 +105,11 @@ def test_config_typo_fails_before_any_work(tmp_path, run_args, capsys):
     assert main(run_args("sft.epoch=1")) == 2
     assert "sft.epoch" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_an_episode_that_outgrows_the_context_ends_as_a_counted_failure(run_args, capsys):
+    assert main(run_args("eval.policy=base", "model.max_seq_len=64")) == 0
+    run = last_line(capsys.readouterr().out)
+    episode = read_jsonl(run / "evaluation.jsonl")[0]
+    assert episode["failure"].startswith("context full") and not episode["won"]
+    assert json.loads((run / "summary.json").read_text())["eval"]["failed_episodes"] == 1

@@ -5,21 +5,9 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_model import build_tiny_model, one_torch_thread
 
-from prism_agents.config.model import LoraConfig, ModelConfig
+from prism_agents.config.model import LoraConfig
 from prism_agents.policies.lora import Policy
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_model_threads():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model_config(tmp_path_factory):
-    return ModelConfig(name=str(build_tiny_model(tmp_path_factory.mktemp("tiny"))), device="cpu")
 
 
 @pytest.fixture(scope="module")

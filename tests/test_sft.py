@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from tiny_model import build_tiny_model, one_torch_thread, sample_trajectory
+from tiny_model import sample_trajectory
 
 from prism_agents.config.base import ConfigValueError
 from prism_agents.config.model import LoraConfig, ModelConfig
@@ -15,17 +15,6 @@ from prism_agents.learners.sft import SFTLearner, action_token_loss, collate, le
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
 from prism_agents.registry import LEARNERS
-
-
-@pytest.fixture(scope="module", autouse=True)
-def tiny_model_threads():
-    with one_torch_thread():
-        yield
-
-
-@pytest.fixture(scope="module")
-def model_config(tmp_path_factory):
-    return ModelConfig(name=str(build_tiny_model(tmp_path_factory.mktemp("tiny"))), device="cpu")
 
 
 def mean_action_loss(policy, examples):

@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from prism_agents.config.model import ModelConfig
 from prism_agents.types import Step, Task, Trajectory
 
 PAD_TOKEN = "<|endoftext|>"
@@ -156,3 +158,16 @@ def sample_trajectory(trajectory_id: str = "expert:sample") -> Trajectory:
         score=1.0,
         source="expert:handcoded",
     )
+
+
+@pytest.fixture(scope="module")
+def tiny_model_threads():
+    """Module fixture: the tiny model runs on one torch thread (see :func:`one_torch_thread`)."""
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def model_config(tmp_path_factory, tiny_model_threads):
+    """Module fixture: a ModelConfig naming a freshly built tiny checkpoint, on the CPU."""
+    return ModelConfig(name=str(build_tiny_model(tmp_path_factory.mktemp("tiny"))), device="cpu")

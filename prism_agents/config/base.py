@@ -34,3 +34,12 @@ def require(condition: bool, field: str, message: str) -> None:
 def require_one_of(value: object, choices: tuple | list, field: str) -> None:
     """Raise unless ``value`` is one of ``choices``."""
     require(value in choices, field, f"must be one of {', '.join(map(repr, choices))} (got {value!r})")
+
+
+def require_device(value: str, field: str) -> None:
+    """Raise unless ``value`` names a torch device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``."""
+    require(
+        value in ("auto", "cpu", "cuda") or value.startswith("cuda:"),
+        field,
+        f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {value!r})",
+    )

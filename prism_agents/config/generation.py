@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prism_agents.config.base import require, require_one_of
+from prism_agents.config.base import require, require_device, require_one_of
 from prism_agents.config.model import DTYPES
 
 DEFAULT_CHECK_PROMPT = (
@@ -94,11 +94,7 @@ class GeneratorConfig:
         require(bool(self.name.strip()), "name", "must name a generator such as 'vllm' or 'hf' (got an empty string)")
         require_one_of(self.dtype, DTYPES, "dtype")
         require(self.hf_batch_size >= 1, "hf_batch_size", f"must be at least 1 (got {self.hf_batch_size})")
-        require(
-            self.hf_device in ("auto", "cpu", "cuda") or self.hf_device.startswith("cuda:"),
-            "hf_device",
-            f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {self.hf_device!r})",
-        )
+        require_device(self.hf_device, "hf_device")
         require(
             self.kv_cache_gib >= 0, "kv_cache_gib", f"must be >= 0, 0 meaning vLLM's own sizing (got {self.kv_cache_gib})"
         )

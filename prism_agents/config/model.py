@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from prism_agents.config.base import require, require_one_of
+from prism_agents.config.base import require, require_device, require_one_of
 
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -33,11 +33,7 @@ class ModelConfig:
         require(bool(self.name.strip()), "name", "must name a model (got an empty string)")
         require_one_of(self.dtype, DTYPES, "dtype")
         require(self.max_seq_len >= 16, "max_seq_len", f"must be at least 16 (got {self.max_seq_len})")
-        require(
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-            "device",
-            f"must be 'auto', 'cpu', 'cuda' or 'cuda:N' (got {self.device!r})",
-        )
+        require_device(self.device, "device")
 
 
 @dataclass

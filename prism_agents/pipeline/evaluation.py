@@ -29,10 +29,11 @@ def summarize_episodes(episodes: Sequence[Trajectory], split: str) -> dict[str, 
 
 def _rates(episodes: Sequence[Trajectory]) -> dict[str, Any]:
     count = len(episodes)
+    successes = sum(episode.won for episode in episodes)
     return {
         "episodes": count,
-        "successes": sum(episode.won for episode in episodes),
-        "success_rate": sum(episode.won for episode in episodes) / count if count else 0.0,
+        "successes": successes,
+        "success_rate": successes / count if count else 0.0,
         "mean_score": sum(episode.score for episode in episodes) / count if count else 0.0,
         "mean_steps": sum(len(episode.steps) for episode in episodes) / count if count else 0.0,
         "failed_episodes": sum(episode.failure is not None for episode in episodes),

@@ -18,21 +18,12 @@ from typing import Any
 from tqdm import tqdm
 
 from prism_agents.environments.pool import EnvPool
+from prism_agents.pipeline.compute import StageCompute
 from prism_agents.policies.actions import parse_action
 from prism_agents.config.generation import SamplingConfig
 from prism_agents.policies.generators.base import Generator
 from prism_agents.policies.prompts import PromptBuilder
 from prism_agents.types import Step, Task, Trajectory
-
-
-@dataclass
-class RolloutTotals:
-    """Work done by a set of rollouts (for ``compute.json``)."""
-
-    episodes: int = 0
-    env_steps: int = 0
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
 
 
 @dataclass
@@ -80,7 +71,7 @@ def play_episodes(
     tasks: Sequence[Task],
     sampling: SamplingConfig,
     source: str,
-    totals: RolloutTotals,
+    totals: StageCompute,
     max_prompt_tokens: int,
     description: str = "episodes",
 ) -> list[Trajectory]:
@@ -89,7 +80,7 @@ def play_episodes(
     with tqdm(total=len(tasks), desc=description, unit="episode") as progress:
         for start in range(0, len(tasks), pool.num_slots):
             batch = list(tasks[start : start + pool.num_slots])
-            for episode in _play_batch(pool, generator, prompts, batch, sampling, totals, max_prompt_tokens):
+            for episode in _play_batch(pool, generator, prompts, batch, sampling, totals, max_prompt_tokens, progress):
                 played.append(episode.trajectory(source))
                 progress.update(1)
     totals.episodes += len(played)
@@ -102,8 +93,9 @@ def _play_batch(
     prompts: PromptBuilder,
     batch: list[Task],
     sampling: SamplingConfig,
-    totals: RolloutTotals,
+    totals: StageCompute,
     max_prompt_tokens: int,
+    progress: tqdm,
 ) -> list[_Episode]:
     slots = [task.index for task in batch] + [None] * (pool.num_slots - len(batch))
     episodes = []
@@ -125,6 +117,7 @@ def _play_batch(
                 prompt_ids.append(ids)
         if not running:
             break
+        progress.set_postfix(step=len(episodes[running[0]].steps) + 1, running=len(running))
         completions = generator.generate(prompt_ids, sampling)
         totals.prompt_tokens += sum(map(len, prompt_ids))
         totals.generated_tokens += sum(len(completion.token_ids) for completion in completions)

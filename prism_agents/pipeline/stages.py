@@ -18,7 +18,7 @@ from prism_agents.io import read_jsonl, write_json_atomic, write_jsonl_atomic, w
 from prism_agents.pipeline.compute import StageCompute
 from prism_agents.pipeline.context import RunContext
 from prism_agents.pipeline.evaluation import summarize_episodes
-from prism_agents.pipeline.rollout import RolloutTotals, play_episodes
+from prism_agents.pipeline.rollout import play_episodes
 from prism_agents.registry import LEARNERS
 from prism_agents.reporting.report import render_report
 from prism_agents.types import Task, Trajectory
@@ -120,20 +120,19 @@ def evaluate(context: RunContext, spent: StageCompute) -> StageOutcome:
     else:
         generator.use_base_model()
         source, described = "policy:base", "base model (no adapter)"
-    totals = RolloutTotals()
     with EnvPool(spec, num_slots=min(settings.batch_size, len(tasks))) as pool:
         episodes = play_episodes(
-            pool, generator, context.prompts(), tasks, settings.sampling, source, totals,
+            pool, generator, context.prompts(), tasks, settings.sampling, source, spent,
             max_prompt_tokens=context.max_prompt_tokens(settings.sampling), description=f"eval {settings.split}",
         )
     write_jsonl_atomic(context.folder.evaluation, (episode.to_dict() for episode in episodes))
     summary = summarize_episodes(episodes, settings.split)
-    summary |= {"policy": described, "max_steps": max_steps, "decoding": "greedy" if settings.sampling.greedy else f"sampled (temperature {settings.sampling.temperature}, top-p {settings.sampling.top_p})"}
+    sampling = settings.sampling
+    decoding = "greedy" if sampling.greedy else f"sampled (temperature {sampling.temperature}, top-p {sampling.top_p})"
+    summary |= {"policy": described, "max_steps": max_steps, "decoding": decoding}
     context.metrics.log(
         "eval", 0, {key: summary[key] for key in ("episodes", "success_rate", "mean_score")}, split=settings.split
     )
-    spent.episodes, spent.env_steps = totals.episodes, totals.env_steps
-    spent.prompt_tokens, spent.generated_tokens = totals.prompt_tokens, totals.generated_tokens
     spent.model_parameters = _base_parameters(context)
     return StageOutcome([context.folder.evaluation], summary)
 
