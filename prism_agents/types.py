@@ -13,8 +13,19 @@ from typing import Any, Literal
 Destination = Literal["sft", "rl", "both"]
 
 
+class JsonRecord:
+    """Mixin for flat dataclasses: ``to_dict`` and ``from_dict`` through plain JSON types."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        return cls(**data)
+
+
 @dataclass(frozen=True)
-class Task:
+class Task(JsonRecord):
     """One playable task of an environment split."""
 
     env: str
@@ -28,16 +39,9 @@ class Task:
     task_type: str
     """Benchmark task family (ALFWorld: pick, look, clean, heat, cool, pick2)."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Task:
-        return cls(**data)
-
 
 @dataclass
-class Step:
+class Step(JsonRecord):
     """One agent turn: the observation shown, the action taken and what came back."""
 
     observation: str
@@ -52,13 +56,6 @@ class Step:
     """Full text the policy generated, before action extraction (None for expert steps)."""
     valid_action: bool = True
     """False when the parsed action was not among the admissible actions."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Step:
-        return cls(**data)
 
 
 @dataclass
@@ -98,7 +95,7 @@ class Trajectory:
 
 
 @dataclass
-class RouteDecision:
+class RouteDecision(JsonRecord):
     """Where one trajectory goes, and why."""
 
     trajectory_id: str
@@ -109,10 +106,3 @@ class RouteDecision:
     """The router's score for the trajectory (its meaning depends on the router)."""
     metrics: dict[str, float] = field(default_factory=dict)
     """Named metric values behind the score."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RouteDecision:
-        return cls(**data)

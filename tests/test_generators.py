@@ -231,3 +231,9 @@ def test_vllm_refuses_an_adapter_above_max_lora_rank(
     path = make_adapter(base_path, tmp_path / "wide", seed=3, rank=32)
     with pytest.raises(ValueError, match="generator.max_lora_rank"):
         vllm.load_adapter(path, version=5)
+
+
+def test_vllm_refuses_a_context_longer_than_the_model(base_path: Path) -> None:
+    too_long = GeneratorConfig(name="vllm", max_model_len=4096)
+    with pytest.raises(ValueError, match="generator.max_model_len is 4096 .* at most 2048"):
+        VLLMGenerator(too_long, base_path)

@@ -85,7 +85,8 @@ def test_run_writes_every_stage_output_and_resume_skips_finished_stages(tmp_path
 @pytest.mark.vllm
 @pytest.mark.parametrize("serving", ["merged", "lora"])
 def test_run_serves_the_trained_adapter_with_vllm(run_args, capsys, serving):
-    assert main(run_args("generator.name=vllm", "generator.kv_cache_gib=1", f"generator.adapter_serving={serving}")) == 0
+    settings = ("generator.name=vllm", "generator.kv_cache_gib=1", "generator.max_model_len=2048")
+    assert main(run_args(*settings, f"generator.adapter_serving={serving}")) == 0
     run = last_line(capsys.readouterr().out)
     evaluation = json.loads((run / "summary.json").read_text())["eval"]
     assert evaluation["policy"] == "adapter v1" and evaluation["episodes"] == 1

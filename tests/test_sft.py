@@ -2,7 +2,6 @@
 (batching, schedule, config checks) do what they document."""
 
 import random
-from dataclasses import replace
 
 import pytest
 import torch
@@ -85,10 +84,15 @@ def test_sft_is_registered_and_checks_its_config():
 
 
 def test_examples_longer_than_the_context_are_cut_at_the_end(model_config):
-    policy = Policy.load(replace(model_config, max_seq_len=150), LoraConfig(rank=2))
+    policy = Policy.load(model_config, LoraConfig(rank=2))
     prompts = PromptBuilder(policy.tokenizer, PromptConfig(history="full"), "alfworld")
+    (whole,) = prompts.examples(sample_trajectory())
+    limit = whole.loss_mask.index(1) + 3  # keeps the first action's first tokens, cuts the rest
+    assert limit < len(whole.input_ids)
+    policy.max_seq_len = limit
     examples, truncated = SFTLearner.prepare_examples(policy, [sample_trajectory()], prompts)
-    assert truncated == 1 and len(examples[0].input_ids) == len(examples[0].loss_mask) == 150
+    assert truncated == 1 and len(examples[0].input_ids) == len(examples[0].loss_mask) == limit
+    assert examples[0].input_ids == whole.input_ids[:limit]
 
 
 def test_empty_sft_set_is_an_error(model_config):

@@ -26,6 +26,7 @@ generator must guard its entry point with ``if __name__ == "__main__":``.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import shutil
 import tempfile
@@ -58,7 +59,17 @@ class VLLMGenerator(Generator):
         self._merge_folder = Path(tempfile.mkdtemp(prefix="prism-agents-merged-")) if self.merged else None
         self._lora = None
         self._next_lora_id = 1
+        self._check_context_length()
         self.llm = self._start_engine(self.base_model_path)
+
+    def _check_context_length(self) -> None:
+        model_config = json.loads((self.base_model_path / "config.json").read_text())
+        positions = model_config.get("max_position_embeddings")
+        if positions is not None and self.config.max_model_len > positions:
+            raise ValueError(
+                f"generator.max_model_len is {self.config.max_model_len} but the model {str(self.base_model_path)!r} "
+                f"has {positions} positions; set generator.max_model_len to at most {positions}"
+            )
 
     def _start_engine(self, model_path: Path):
         from vllm import LLM
