@@ -65,7 +65,8 @@ class RunConfig:
     output_dir: str = "runs"
     """Folder that holds run folders (relative paths are relative to the working directory)."""
     seed: int = 0
-    """One seed for task selection, training order and sampling."""
+    """Seed of task selection (which collect and eval tasks are played); training order and sampling
+    have their own seeds, ``sft.seed`` and ``generator.seed``."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Base model."""
     lora: LoraConfig = field(default_factory=LoraConfig)
