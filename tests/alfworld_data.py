@@ -22,6 +22,9 @@ GOAL_PLACEHOLDER = "UNKNOWN GOAL"
 def build_fixture_data(destination: Path) -> Path:
     """Lay the fixture games out under ``destination`` like ``alfworld-download`` does; return the data root.
 
+    The games are kept in ``tests/fixtures/alfworld/games/<split>/`` and copied to
+    ``destination/json_2.1.1/<split>/``, the folder ALFWorld's data root holds.
+
     Each trial's ``game.tw-pddl`` joins its ``problem.pddl`` with the domain and
     grammar of the installed alfworld package, the grammar's goal placeholder
     replaced by the trial's goal sentence (as ``alfworld-generate`` does).
@@ -30,7 +33,7 @@ def build_fixture_data(destination: Path) -> Path:
     grammar = Path(alfworld.info.ALFRED_TWL2_PATH).read_text()
     if GOAL_PLACEHOLDER not in grammar:
         raise RuntimeError(f"{alfworld.info.ALFRED_TWL2_PATH} has no {GOAL_PLACEHOLDER!r} placeholder")
-    shutil.copytree(FIXTURE_SOURCE, destination, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
+    shutil.copytree(FIXTURE_SOURCE / "games", destination / "json_2.1.1", dirs_exist_ok=True)
     for problem_file in destination.glob("json_2.1.1/*/*/*/problem.pddl"):
         traj_data = json.loads((problem_file.parent / "traj_data.json").read_text())
         goal = traj_data["turk_annotations"]["anns"][0]["task_desc"]
