@@ -51,7 +51,7 @@ def _envs() -> int:
 
     for name in ENVIRONMENTS.names():
         environment = ENVIRONMENTS.get(name)
-        summary = (environment.__doc__ or "").strip().splitlines()[0] if environment.__doc__ else ""
+        summary = (environment.__doc__ or "").strip().split("\n")[0].replace("``", "")
         print(f"{name:12s} {summary}")
     return 0
 
