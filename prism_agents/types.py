@@ -14,7 +14,7 @@ Destination = Literal["sft", "rl", "both"]
 
 
 class JsonRecord:
-    """Mixin for flat dataclasses: ``to_dict`` and ``from_dict`` through plain JSON types."""
+    """Mixin for dataclasses: ``to_dict`` through plain JSON types (nested records included) and ``from_dict`` for flat ones."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -59,7 +59,7 @@ class Step(JsonRecord):
 
 
 @dataclass
-class Trajectory:
+class Trajectory(JsonRecord):
     """A whole episode on one task, from the first observation to the end."""
 
     trajectory_id: str
@@ -80,11 +80,6 @@ class Trajectory:
     """Who acted: ``expert:planner``, ``expert:handcoded`` or ``policy:<adapter version>``."""
     failure: str | None = None
     """Why the episode could not be played to its end (worker crash, timeout, expert error); None when it ran normally."""
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["task"] = self.task.to_dict()
-        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trajectory:

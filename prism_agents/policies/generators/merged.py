@@ -14,12 +14,9 @@ import peft
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 def write_merged_checkpoint(base_model_path: Path, adapter_path: Path, destination: Path, dtype: str) -> Path:
     """Merge the adapter at ``adapter_path`` into the base model and save the result at ``destination``."""
-    base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=DTYPES[dtype])
+    base = AutoModelForCausalLM.from_pretrained(base_model_path, dtype=getattr(torch, dtype))
     merged = peft.PeftModel.from_pretrained(base, adapter_path).merge_and_unload()
     merged.save_pretrained(destination, safe_serialization=True)
     AutoTokenizer.from_pretrained(base_model_path).save_pretrained(destination)

@@ -58,7 +58,8 @@ class VLLMGenerator(Generator):
         """True when adapter versions are served as merged checkpoints (no LoRA kernels)."""
         self._merge_folder = Path(tempfile.mkdtemp(prefix="prism-agents-merged-")) if self.merged else None
         self._lora = None
-        self._next_lora_id = 1
+        self._next_load_id = 1
+        """Counts adapter loads: a fresh LoRA id, or a fresh merged-checkpoint folder, per load."""
         self._check_context_length()
         self.llm = self._start_engine(self.base_model_path)
 
@@ -98,8 +99,8 @@ class VLLMGenerator(Generator):
     def _serve_adapter(self, path: Path, version: int) -> None:
         if self.merged:
             assert self._merge_folder is not None
-            checkpoint = self._merge_folder / f"v{version}-{self._next_lora_id}"
-            self._next_lora_id += 1
+            checkpoint = self._merge_folder / f"v{version}-{self._next_load_id}"
+            self._next_load_id += 1
             write_merged_checkpoint(self.base_model_path, path, checkpoint, self.config.dtype)
             self._restart_engine(checkpoint)
             return
@@ -112,8 +113,8 @@ class VLLMGenerator(Generator):
                 f"{self.config.max_lora_rank}; raise generator.max_lora_rank to at least {rank}"
             )
         previous = self._lora
-        self._lora = LoRARequest(f"v{version}", self._next_lora_id, str(path.resolve()))
-        self._next_lora_id += 1
+        self._lora = LoRARequest(f"v{version}", self._next_load_id, str(path.resolve()))
+        self._next_load_id += 1
         if previous is not None:
             self.llm.llm_engine.remove_lora(previous.lora_int_id)
 
