@@ -4,6 +4,7 @@
     prism-agents run --resume RUN_DIR           finish an interrupted run
     prism-agents probe CONFIG [key=value ...]   collect, score and route without training
     prism-agents envs                           list registered environments
+    prism-agents data webshop [--data-path DIR] what WebShop data is present, and how to get the rest
 
 Every command that writes a run folder prints the folder's path as its last line.
 """
@@ -35,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("overrides", nargs="*", help="key=value overrides, e.g. router.name=random")
 
     commands.add_parser("envs", help="list registered environments")
+
+    data = commands.add_parser("data", help="say which benchmark data files are present and how to get the missing ones")
+    data.add_argument("benchmark", choices=["webshop"], help="the benchmark whose data to check")
+    data.add_argument("--data-path", metavar="DIR", help="the data folder (default: $WEBSHOP_DATA)")
     return parser
 
 
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "envs":
             return _envs()
+        if args.command == "data":
+            return _data(args)
         if args.command == "probe":
             return _probe(args)
         return _run(args)
@@ -64,6 +71,14 @@ def _envs() -> int:
         environment = ENVIRONMENTS.get(name)
         summary = (environment.__doc__ or "").strip().split("\n")[0].replace("``", "")
         print(f"{name:12s} {summary}")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from prism_agents.environments.webshop.catalog import catalog_status
+    from prism_agents.environments.webshop.shop import resolve_data_dir
+
+    print("\n".join(catalog_status(resolve_data_dir(args.data_path))))
     return 0
 
 
@@ -99,6 +114,10 @@ def _run(args: argparse.Namespace) -> int:
         folder = RunFolder.create(config)
     print(f"run folder: {folder.path}", flush=True)
     status = _execute(folder, None)
+    if status == 0 and folder.stage_done("eval"):
+        from prism_agents.reporting.report import eval_headline
+
+        print(eval_headline(folder.stage_result("eval")))
     print(folder.path)
     return status
 

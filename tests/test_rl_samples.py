@@ -30,11 +30,14 @@ def prompts(request):
     return PromptBuilder(build_tokenizer(), PromptConfig(history=request.param), "alfworld")
 
 
-def test_rewards_pay_the_win_on_the_last_step_and_charge_the_penalties(prompts):
+def test_rewards_pay_the_win_times_the_score_on_the_last_step_and_charge_the_penalties(prompts):
     episode = played(prompts, invalid_step=1)
     reward = RewardConfig(win=10.0, invalid_action_penalty=0.5, step_penalty=0.1)
     assert shaped_rewards(episode, reward) == pytest.approx([-0.1, -0.6, -0.1, 9.9])
-    assert shaped_rewards(dataclasses.replace(episode, won=False), reward) == pytest.approx([-0.1, -0.6, -0.1, -0.1])
+    lost = dataclasses.replace(episode, won=False, score=0.0)
+    assert shaped_rewards(lost, reward) == pytest.approx([-0.1, -0.6, -0.1, -0.1])
+    partial_purchase = dataclasses.replace(episode, won=False, score=0.75)  # a WebShop purchase scored 0.75
+    assert shaped_rewards(partial_purchase, reward) == pytest.approx([-0.1, -0.6, -0.1, 7.4])
 
 
 def test_every_step_becomes_its_served_prompt_plus_its_completion(prompts):

@@ -16,7 +16,8 @@ class RewardConfig:
     """Reward shaping: what one step of an RL episode earns (the learner sees only these rewards)."""
 
     win: float = 10.0
-    """Reward on the step that wins the episode (verl-agent uses 10 for ALFWorld)."""
+    """Paid on an episode's last step times its score (ALFWorld: 1 when won; WebShop: the purchase's reward);
+    verl-agent uses 10 on both benchmarks."""
     invalid_action_penalty: float = 0.1
     """Subtracted on every step whose parsed action was not among the admissible actions."""
     step_penalty: float = 0.0

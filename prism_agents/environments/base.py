@@ -43,6 +43,8 @@ class TextEnv(gymnasium.Env[str, str]):
     """A Gymnasium environment with string observations and actions over a fixed list of tasks."""
 
     metadata: dict[str, Any] = {"render_modes": []}
+    experts: tuple[str, ...] = ()
+    """Expert kinds the environment can play for demonstrations (``environment.expert``); empty: none checked."""
     observation_space = spaces.Text(MAX_TEXT_LENGTH, min_length=0, charset=TEXT_CHARSET)
     action_space = spaces.Text(MAX_TEXT_LENGTH, min_length=0, charset=TEXT_CHARSET)
 
@@ -71,6 +73,11 @@ class TextEnv(gymnasium.Env[str, str]):
     @abstractmethod
     def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:
         """A hash of the content that defines ``task`` (a cache key that changes when the game changes)."""
+
+    @classmethod
+    def split_description(cls, config: EnvironmentConfig, split: str) -> str:
+        """One line saying what ``split`` holds (data set, sizes), quoted beside metrics measured on it."""
+        return f"{config.name} {split} split: {len(cls.list_tasks(config, split))} tasks"
 
     @abstractmethod
     def tasks(self) -> list[Task]:

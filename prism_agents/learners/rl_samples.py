@@ -28,12 +28,15 @@ class StepSample(TrainingExample):
 
 
 def shaped_rewards(episode: Trajectory, reward: RewardConfig) -> list[float]:
-    """Per step: ``reward.win`` on the winning step, minus the invalid-action and step penalties."""
+    """Per step: ``reward.win`` x the episode's score on its last step, minus the invalid-action and step penalties.
+
+    The score is the benchmark's own (ALFWorld: 1 when won, else 0; WebShop: the purchase's reward in [0, 1]).
+    """
     rewards = []
     for index, step in enumerate(episode.steps):
         value = -reward.step_penalty - (0.0 if step.valid_action else reward.invalid_action_penalty)
-        if episode.won and index == len(episode.steps) - 1:
-            value += reward.win
+        if index == len(episode.steps) - 1:
+            value += reward.win * episode.score
         rewards.append(value)
     return rewards
 

@@ -58,7 +58,12 @@ def evaluate(context: RunContext, spent: StageCompute) -> StageOutcome:
     summary = summarize_episodes(episodes, settings.split)
     sampling = settings.sampling
     decoding = "greedy" if sampling.greedy else f"sampled (temperature {sampling.temperature}, top-p {sampling.top_p})"
-    summary |= {"policy": described, "max_steps": max_steps, "decoding": decoding}
+    summary |= {
+        "policy": described,
+        "max_steps": max_steps,
+        "decoding": decoding,
+        "data": spec.env_class().split_description(spec.config, settings.split),
+    }
     context.metrics.log(
         "eval", 0, {key: summary[key] for key in ("episodes", "success_rate", "mean_score")}, split=settings.split
     )

@@ -10,6 +10,10 @@ a trailing explanation, several lines. Extraction never fails; it proceeds as:
 2. **Matching** (only when admissible actions are given), first rule that hits:
 
    - ``exact``: the candidate equals an admissible action;
+   - ``template``: an admissible action of the form ``verb[<...>]`` (a
+     placeholder, as WebShop's ``search[<keywords>]``) accepts any
+     ``verb[text]`` with non-empty text; the verb is matched case-insensitively
+     and written as the template writes it;
    - ``normalized``: equal after lower-casing, collapsing whitespace and
      dropping surrounding punctuation;
    - ``prefix``: the normalized candidate starts with a normalized admissible
@@ -41,6 +45,8 @@ from dataclasses import dataclass
 FUZZY_THRESHOLD = 0.85
 """Lowest SequenceMatcher ratio accepted as a fuzzy match (tolerates a typo or a missing article)."""
 
+_TEMPLATE = re.compile(r"^(\w+)\[<[^>]*>\]$")
+_BRACKETED = re.compile(r"^(\w+)\[(.+)\]$", re.DOTALL)
 _LABEL = re.compile(r"^\s*(?:[*_`#]*\s*)?(?:action\s*:|>)\s*", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+")
 _WRAPPERS = "\"'`*_ \t"
@@ -84,6 +90,9 @@ def parse_action(completion: str, admissible: Sequence[str] | None = None) -> Pa
         return ParsedAction(candidate, True, "unchecked")
     if candidate in admissible:
         return ParsedAction(candidate, True, "exact")
+    templated = _fill_template(candidate, admissible)
+    if templated is not None:
+        return ParsedAction(templated, True, "template")
     wanted = normalize(candidate)
     normalized = [normalize(action) for action in admissible]
     for action, norm in zip(admissible, normalized):
@@ -105,3 +114,13 @@ def parse_action(completion: str, admissible: Sequence[str] | None = None) -> Pa
     if ratios and max(ratios)[0] >= FUZZY_THRESHOLD:
         return ParsedAction(admissible[-max(ratios)[1]], True, "fuzzy")
     return ParsedAction(candidate, False, "none")
+
+
+def _fill_template(candidate: str, admissible: Sequence[str]) -> str | None:
+    """``verb[text]`` when ``candidate`` reads so and ``verb[<...>]`` is admissible; else None."""
+    bracketed = _BRACKETED.match(candidate)
+    if bracketed is None or not bracketed.group(2).strip():
+        return None
+    verbs = {match.group(1).lower(): match.group(1) for match in map(_TEMPLATE.match, admissible) if match}
+    verb = verbs.get(bracketed.group(1).lower())
+    return f"{verb}[{bracketed.group(2).strip()}]" if verb else None

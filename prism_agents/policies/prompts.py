@@ -94,6 +94,19 @@ PROMPT_TEMPLATES: dict[str, PromptTemplate] = {
         actions_header="Admissible actions:",
         actions_omitted="({count} more not shown)",
     ),
+    "webshop": PromptTemplate(
+        system=(
+            "You are shopping on a web store for the product the instruction describes. Reply with exactly one "
+            "action, nothing else: search[keywords] on the search page, or click[item] with an item shown on the "
+            "page (a product id, an option, a button such as buy now or next >)."
+        ),
+        task="{instruction}",
+        history_header="Recent steps:",
+        history_step="{observation}\n> {action}",
+        observation="Now: {observation}",
+        actions_header="Available actions:",
+        actions_omitted="({count} more not shown)",
+    ),
 }
 """Prompt templates by name; an environment's template has the environment's registry name."""
 

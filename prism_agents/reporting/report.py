@@ -96,15 +96,28 @@ def _rl_section(rl: dict[str, Any]) -> list[str]:
     ]
 
 
+def eval_headline(evaluation: dict[str, Any]) -> str:
+    """The evaluation in one line: split, episodes, success rate and score, each named."""
+    return (
+        f"eval ({evaluation['split']} split, {evaluation['episodes']} episodes, {evaluation['policy']}): "
+        f"success rate {100 * evaluation['success_rate']:.2f} % ({evaluation['successes']}/{evaluation['episodes']}), "
+        f"score {100 * evaluation['mean_score']:.2f} (mean benchmark score x100)"
+    )
+
+
 def _eval_section(evaluation: dict[str, Any]) -> list[str]:
     lines = [
         "## Evaluation",
         "",
         f"Policy: {evaluation['policy']}. Split `{evaluation['split']}`, {evaluation['episodes']} episodes, "
         f"at most {evaluation['max_steps']} steps each, {evaluation['decoding']} decoding.",
+        f"Data: {evaluation['data']}." if evaluation.get("data") else "",
         "",
-        "| task type | episodes | successes | success rate (%) |",
-        "| --- | ---: | ---: | ---: |",
+        "Success = the episode's score is 1 (ALFWorld: the game won; WebShop: reward 1.0). "
+        "Score = the mean of the episodes' benchmark scores x 100 (WebShop's score; on ALFWorld equal to the success rate).",
+        "",
+        "| task type | episodes | successes | success rate (%) | score (mean x100) |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     per_type = evaluation["per_task_type"]
     ordered = [t for t in TASK_TYPE_ORDER if t in per_type] + sorted(set(per_type) - set(TASK_TYPE_ORDER))
@@ -113,7 +126,6 @@ def _eval_section(evaluation: dict[str, Any]) -> list[str]:
     lines.append(_rate_row("**all**", evaluation))
     lines += [
         "",
-        f"Mean benchmark score {100 * evaluation['mean_score']:.2f} (x100); "
         f"{evaluation['failed_episodes']} episode(s) failed to run (counted as lost); "
         f"{evaluation['mean_steps']:.1f} steps per episode on average.",
         "",
@@ -122,7 +134,10 @@ def _eval_section(evaluation: dict[str, Any]) -> list[str]:
 
 
 def _rate_row(label: str, rates: dict[str, Any]) -> str:
-    return f"| {label} | {rates['episodes']} | {rates['successes']} | {100 * rates['success_rate']:.2f} |"
+    return (
+        f"| {label} | {rates['episodes']} | {rates['successes']} | {100 * rates['success_rate']:.2f} | "
+        f"{100 * rates['mean_score']:.2f} |"
+    )
 
 
 def _compute_section(compute: dict[str, dict[str, Any]]) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import textworld
 from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
 
-from prism_agents.config.environment import EXPERT_KINDS, EnvironmentConfig
+from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments.alfworld import data
 from prism_agents.environments.alfworld.experts import EXPERT_WRAPPERS
 from prism_agents.environments.base import TextEnv
@@ -47,6 +47,8 @@ class ALFWorldEnv(TextEnv):
         expert_type: ``planner`` or ``handcoded``.
     """
 
+    experts = tuple(EXPERT_WRAPPERS)
+
     def __init__(
         self,
         split: str = "train",
@@ -59,8 +61,8 @@ class ALFWorldEnv(TextEnv):
         render_mode: Optional[str] = None,
     ) -> None:
         super().__init__(split=split, max_steps=max_steps)
-        if expert_type not in EXPERT_KINDS:
-            raise ValueError(f"unknown ALFWorld expert_type {expert_type!r}; known: {', '.join(EXPERT_KINDS)}")
+        if expert_type not in self.experts:
+            raise ValueError(f"unknown ALFWorld expert_type {expert_type!r}; known: {', '.join(self.experts)}")
         if render_mode is not None:
             raise ValueError(f"ALFWorldEnv has no render modes (got render_mode={render_mode!r})")
         self.data_root = data.resolve_data_root(data_path)

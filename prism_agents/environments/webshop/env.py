@@ -1,0 +1,183 @@
+"""WebShop as a Gymnasium text environment: the project's own, faithful to WebShop's text mode and reward.
+
+A task is one goal of WebShop's shuffled goal list (synthetic goals from the
+attribute file, or human instructions); splits are ranges of that list
+(``test``: goals 0-499, ``validation``: 500-1499, ``train``: the rest, by
+default). ``task_type`` is the goal product's category (beauty, electronics,
+fashion, garden, grocery).
+
+An episode starts at the search page and ends on ``click[buy now]``
+(``terminated``) or after ``max_steps`` actions (``truncated``, default 15).
+The buying step returns ``win_reward`` times WebShop's reward (verl-agent pays
+10 x the reward); every other step returns 0. ``info["score"]`` is WebShop's
+reward of the purchase (0 before one) and ``info["won"]`` is true when it is
+exactly 1.0, WebShop's success. After a purchase, ``info["purchase"]`` holds
+the product, options, price and the reward's parts. ``info["admissible_actions"]``
+lists ``search[<keywords>]`` (search page only) and the page's ``click[...]``
+actions; an action that is neither leaves the page unchanged and costs a step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Optional
+
+from prism_agents.config.environment import EnvironmentConfig, WebShopConfig
+from prism_agents.environments.base import TextEnv
+from prism_agents.environments.webshop.expert import oracle_action
+from prism_agents.environments.webshop.session import ShopSession
+from prism_agents.environments.webshop.shop import Shop, open_shop
+from prism_agents.registry import ENVIRONMENTS
+from prism_agents.types import Task
+
+ENV_NAME = "webshop"
+
+
+@ENVIRONMENTS.register(ENV_NAME)
+class WebShopEnv(TextEnv):
+    """One WebShop split; ``reset(options={"task": i})`` plays the split's ``i``-th goal.
+
+    Args:
+        split: ``train``, ``validation`` or ``test``.
+        data_path: folder holding WebShop's items_*.json files; None reads ``$WEBSHOP_DATA``.
+        max_steps: actions before the episode is truncated (WebShop's default: 15).
+        win_reward: multiplies WebShop's reward on the buying step.
+        expert: when True, every info holds ``expert_action`` (the oracle's next action, None when it has
+            none) and ``expert_error`` (why it has none).
+        expert_type: ``oracle``.
+        catalog, goals, test_goals, validation_goals, spacy_model, index_cache_dir: as in
+            :class:`~prism_agents.config.environment.WebShopConfig`.
+    """
+
+    experts = ("oracle",)
+
+    def __init__(
+        self,
+        split: str = "train",
+        data_path: Optional[str] = None,
+        max_steps: int = 15,
+        win_reward: float = 10.0,
+        expert: bool = False,
+        expert_type: str = "oracle",
+        catalog: str = "1000",
+        goals: str = "synthetic",
+        test_goals: int = 500,
+        validation_goals: int = 1000,
+        spacy_model: str = "en_core_web_sm",
+        index_cache_dir: Optional[str] = None,
+        render_mode: Optional[str] = None,
+    ) -> None:
+        super().__init__(split=split, max_steps=max_steps)
+        if expert_type not in self.experts:
+            raise ValueError(f"unknown WebShop expert_type {expert_type!r}; known: {', '.join(self.experts)}")
+        if render_mode is not None:
+            raise ValueError(f"WebShopEnv has no render modes (got render_mode={render_mode!r})")
+        self.settings = WebShopConfig(
+            catalog=catalog,
+            goals=goals,
+            test_goals=test_goals,
+            validation_goals=validation_goals,
+            spacy_model=spacy_model,
+            index_cache_dir=index_cache_dir,
+        )
+        self.settings.validate()
+        self.win_reward = win_reward
+        self.expert = expert
+        self.shop = open_shop(data_path, self.settings)
+        self._tasks = _split_tasks(self.shop, self.settings, split)
+        self._session: Optional[ShopSession] = None
+
+    # -- construction and task listing ----------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: EnvironmentConfig, split: str, expert: bool = False) -> WebShopEnv:
+        settings = config.webshop
+        return cls(
+            split=split,
+            data_path=config.data_path,
+            max_steps=config.max_steps,
+            win_reward=config.win_reward,
+            expert=expert,
+            expert_type=config.expert,
+            catalog=settings.catalog,
+            goals=settings.goals,
+            test_goals=settings.test_goals,
+            validation_goals=settings.validation_goals,
+            spacy_model=settings.spacy_model,
+            index_cache_dir=settings.index_cache_dir,
+        )
+
+    @classmethod
+    def list_tasks(cls, config: EnvironmentConfig, split: str) -> list[Task]:
+        return _split_tasks(open_shop(config.data_path, config.webshop), config.webshop, split)
+
+    @classmethod
+    def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:
+        shop = open_shop(config.data_path, config.webshop)
+        goal = shop.goals[_goal_index(task)]
+        content = json.dumps([shop.catalog.fingerprint, goal], sort_keys=True)
+        return hashlib.sha256(content.encode()).hexdigest()
+
+    @classmethod
+    def split_description(cls, config: EnvironmentConfig, split: str) -> str:
+        return open_shop(config.data_path, config.webshop).describe(config.webshop, split)
+
+    def tasks(self) -> list[Task]:
+        return list(self._tasks)
+
+    @property
+    def goal(self) -> dict:
+        """The goal of the episode being played (WebShop's goal dict: asin, instruction_text, goal_options, ...)."""
+        if self._session is None:
+            raise RuntimeError("WebShopEnv.goal: no episode has started; call reset() first")
+        return self._session.goal
+
+    # -- playing -----------------------------------------------------------------------
+
+    def _start(self, task: Task) -> tuple[str, dict[str, Any]]:
+        goal = self.shop.goals[_goal_index(task)]
+        self._session = ShopSession(self.shop, goal, self.settings.spacy_model)
+        info = self._info()
+        info["instruction"] = goal["instruction_text"]
+        return self._session.page.observation, info
+
+    def _act(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        session = self._session
+        assert session is not None
+        session.act(action)
+        purchase = session.purchase
+        reward = self.win_reward * purchase.score.total if purchase else 0.0
+        return session.page.observation, reward, purchase is not None, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        session = self._session
+        assert session is not None
+        purchase = session.purchase
+        score = purchase.score.total if purchase else 0.0
+        info: dict[str, Any] = {
+            "admissible_actions": session.page.available_actions(),
+            "won": score == 1.0,
+            "score": score,
+        }
+        if purchase:
+            info["purchase"] = {
+                "asin": purchase.asin,
+                "options": purchase.options,
+                "price": purchase.price,
+                **purchase.score.verbose_info(),
+            }
+        if self.expert:
+            info["expert_action"], info["expert_error"] = oracle_action(session)
+        return info
+
+
+def _split_tasks(shop: Shop, settings: WebShopConfig, split: str) -> list[Task]:
+    return [
+        Task(ENV_NAME, split, position, f"goal-{goal_index}", shop.goals[goal_index]["category"])
+        for position, goal_index in enumerate(shop.split_range(settings, split))
+    ]
+
+
+def _goal_index(task: Task) -> int:
+    return int(task.task_id.removeprefix("goal-"))

@@ -1,0 +1,160 @@
+"""WebShop's goals (what to buy, with which options, under which price) and their train/validation/test split."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections import defaultdict
+
+from prism_agents.environments.webshop.catalog import GOAL_KINDS, Catalog, WebShopDataError
+
+GOAL_SEED = 42
+SHUFFLE_SEED = 233
+"""The two seeds behind WebShop's goal list.
+
+WebShop draws every product's price (uniform inside a price range) and then every
+goal's price limit from one stream of Python's global generator, which its
+``goal.py`` seeds with 42 when it is imported. Its simulated server then reseeds the
+generator with 233 and shuffles the goal list. We replay both streams with
+``random.Random`` instances, so building goals leaves the global generator alone.
+(verl-agent's copy seeds the generator in the environment's constructor instead,
+with its ``seed`` argument, 42 by default, and shuffles with that seed too.)
+"""
+
+PRICE_STEPS = [10.0 * i for i in range(1, 100)]
+"""The price limits a goal can get: $10 to $990 in $10 steps."""
+
+NO_PRICE_LIMIT = 1000000
+"""``price_upper`` of a goal whose product costs too much for two price steps above it."""
+
+SPLITS: dict[str, tuple[int, int | None]] = {"test": (0, 500), "validation": (500, 1500), "train": (1500, None)}
+"""Split -> [start, end) in the shuffled goal list (``None``: to the end).
+
+The split of WebShop's imitation-learning and RL baselines: the first 500 shuffled
+goals are the test set, the next 1000 validation, the rest training. Later agents
+(ReAct, verl-agent) also test on the first 500 (verl-agent trains on all the rest).
+On a small catalog (like the test fixture, with a few dozen goals) only ``test`` is
+non-empty; pass other boundaries to :func:`split_goal_indices` there.
+"""
+
+
+def product_prices(products: list[dict], rng: random.Random) -> dict[str, float]:
+    """Each product's price, in catalog order: 100.0 without pricing, the price, or a uniform draw inside a range."""
+    prices: dict[str, float] = {}
+    for product in products:
+        pricing = product["pricing"]
+        if not pricing:
+            price = 100.0
+        elif len(pricing) == 1:
+            price = pricing[0]
+        else:
+            price = rng.uniform(*pricing[:2])
+        prices[product["asin"]] = price
+    return prices
+
+
+def _price_limit(price: float, rng: random.Random) -> tuple[float, str]:
+    """A goal's price limit and its instruction suffix: the larger of two of the four price steps above ``price``."""
+    steps = [step for step in PRICE_STEPS if step > price][:4]
+    if len(steps) < 2:
+        return NO_PRICE_LIMIT, ""
+    _, upper = sorted(rng.sample(steps, 2))
+    return upper, f", and price lower than {upper:.2f} dollars"
+
+
+def synthetic_goals(products: list[dict], prices: dict[str, float], rng: random.Random) -> list[dict]:
+    """WebShop's synthetic goals: one per option combination of every product with an instruction.
+
+    Each goal's ``weight`` is the mean, over its attributes, of one over the number
+    of goals sharing that attribute.
+    """
+    goals: list[dict] = []
+    attribute_counts: dict[str, int] = defaultdict(int)
+    for product in products:
+        instruction = product.get("instruction_text")
+        if instruction is None:
+            continue
+        asin = product["asin"]
+        attributes = product["instruction_attributes"]
+        if not attributes:
+            raise WebShopDataError(f"product {asin} has an instruction but no instruction_attributes")
+        price_upper, price_text = _price_limit(prices[asin], rng)
+        options = product["options"]
+        names = sorted(options)
+        for combination in itertools.product(*(options[name] for name in names)):
+            goal_options = dict(zip(names, combination))
+            option_text = ", and ".join(f"{name}: {value}" for name, value in goal_options.items())
+            option_text = f" with {option_text}" if option_text else ""
+            goals.append({
+                "asin": asin,
+                "category": product["category"],
+                "query": product["query"],
+                "name": product["Title"],
+                "product_category": product["product_category"],
+                "instruction_text": f"{instruction}{option_text}{price_text}",
+                "attributes": attributes,
+                "price_upper": price_upper,
+                "goal_options": goal_options,
+            })
+            for attribute in attributes:
+                attribute_counts[attribute] += 1
+    for goal in goals:
+        goal["weight"] = sum(1.0 / attribute_counts[a] for a in goal["attributes"]) / len(goal["attributes"])
+    return goals
+
+
+def human_goals(products: list[dict], prices: dict[str, float], rng: random.Random) -> list[dict]:
+    """WebShop's human goals: one per crowd-written instruction that names attributes; weight 1."""
+    goals: list[dict] = []
+    for product in products:
+        asin = product["asin"]
+        for instruction in product.get("instructions", []):
+            attributes = instruction["instruction_attributes"]
+            if not attributes:
+                continue
+            price_upper, price_text = _price_limit(prices[asin], rng)
+            goals.append({
+                "asin": asin,
+                "category": product["category"],
+                "query": product["query"],
+                "name": product["name"],
+                "product_category": product["product_category"],
+                "instruction_text": instruction["instruction"].strip(".") + price_text,
+                "attributes": attributes,
+                "price_upper": price_upper,
+                "goal_options": instruction["instruction_options"],
+                "weight": 1,
+            })
+    return goals
+
+
+def build_goals(catalog: Catalog, kind: str) -> tuple[list[dict], dict[str, float]]:
+    """The shuffled goals of ``kind`` (``"synthetic"`` or ``"human"``) and every product's price, as WebShop draws them.
+
+    The catalog must have been loaded with the same goal kind.
+    """
+    if kind not in GOAL_KINDS:
+        raise ValueError(f"unknown goal kind {kind!r}; known: {', '.join(GOAL_KINDS)}")
+    loaded_synthetic = any("instruction_attributes" in product for product in catalog.products)
+    if catalog.products and loaded_synthetic != (kind == "synthetic"):
+        loaded = "synthetic" if loaded_synthetic else "human"
+        raise ValueError(f"{kind} goals need a catalog loaded with goals={kind!r}; this one was loaded with goals={loaded!r}")
+    rng = random.Random(GOAL_SEED)
+    prices = product_prices(catalog.products, rng)
+    make = synthetic_goals if kind == "synthetic" else human_goals
+    goals = make(catalog.products, prices, rng)
+    random.Random(SHUFFLE_SEED).shuffle(goals)
+    return goals, prices
+
+
+def split_goal_indices(num_goals: int, split: str, limits: dict[str, tuple[int, int | None]] | None = None) -> range:
+    """Indices of ``split``'s goals among ``num_goals`` shuffled goals (empty when the list ends before the split).
+
+    ``limits`` replaces :data:`SPLITS` (e.g. smaller boundaries for a small test catalog).
+    """
+    limits = SPLITS if limits is None else limits
+    if split not in limits:
+        raise ValueError(f"unknown goal split {split!r}; known: {', '.join(limits)}")
+    start, end = limits[split]
+    end = num_goals if end is None else min(end, num_goals)
+    return range(min(start, num_goals), end)
