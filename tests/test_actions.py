@@ -2,7 +2,7 @@
 
 import pytest
 
-from prism_agents.policies.actions import FUZZY_THRESHOLD, parse_action
+from prism_agents.policies.actions import FUZZY_THRESHOLD, ParsedAction, parse_action
 
 ADMISSIBLE = [
     "go to desk 1",
@@ -47,3 +47,21 @@ def test_without_a_list_the_cleaned_text_is_sent_unchecked():
 def test_fuzzy_match_needs_the_threshold():
     assert FUZZY_THRESHOLD > 0.5
     assert parse_action("go somewhere 1", ADMISSIBLE).valid is False
+
+
+WEBSHOP_RESULTS = ["click[back to search]", "click[next >]", "click[b0fx000004]"]
+
+
+@pytest.mark.parametrize(
+    ("completion", "admissible", "action", "valid", "match"),
+    [
+        ("search[retro speaker]", ["search[<keywords>]"], "search[retro speaker]", True, "template"),
+        ("Action: Search[ retro speaker ]", ["search[<keywords>]"], "search[retro speaker]", True, "template"),
+        ("search[]", ["search[<keywords>]"], "search[]", False, "none"),
+        ("search[retro speaker]", WEBSHOP_RESULTS, "search[retro speaker]", False, "none"),
+        ("click[B0FX000004]", WEBSHOP_RESULTS, "click[b0fx000004]", True, "normalized"),
+        ("click[next >] to see more", WEBSHOP_RESULTS, "click[next >]", True, "prefix"),
+    ],
+)
+def test_a_placeholder_action_accepts_any_filled_in_text(completion, admissible, action, valid, match):
+    assert parse_action(completion, admissible) == ParsedAction(action, valid, match)

