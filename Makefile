@@ -3,6 +3,9 @@ SHELL := /bin/bash
 CONFIG ?= experiments/alfworld.yaml
 ARGS ?=
 PYTEST_ARGS ?=
+# WebShop's data folder (make run CONFIG=experiments/webshop.yaml): $WEBSHOP_DATA, else the development copy beside the checkout.
+WEBSHOP_DATA ?= $(if $(wildcard ../shared/data/webshop/items_shuffle_1000.json),$(abspath ../shared/data/webshop),)
+export WEBSHOP_DATA
 
 .PHONY: setup run test benchmarks
 
@@ -19,4 +22,5 @@ benchmarks: setup
 	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/generation.py
 	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/env_steps.py
 	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/probe.py
+	.venv/bin/python benchmarks/webshop_env.py
 	@echo "benchmarks/rl_iteration.py RUN_DIR reads the RL timings of a finished run"

@@ -44,7 +44,7 @@ def played(policy, prompts, outcomes):
     for number, won in enumerate(outcomes):
         episode = sample_trajectory(f"policy:{number}")
         episode.instruction = f"Your task is to: put pen {number} in drawer {number}."
-        episode.won = won
+        episode.won, episode.score = won, float(won)
         for index, step in enumerate(episode.steps):
             step.completion_token_ids = policy.tokenizer.encode(step.action) + [policy.end_of_turn_id]
             step.completion_logprobs = [0.0] * len(step.completion_token_ids)

@@ -45,8 +45,8 @@ from prism_agents.environments.webshop.search import (
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "webshop"
-FIXTURE_PRODUCTS = "items_shuffle_1000.json"
-FIXTURE_ATTRIBUTES = "items_ins_v2_1000.json"
+FIXTURE_PRODUCTS = "fixture_products.json"
+FIXTURE_ATTRIBUTES = "fixture_attributes.json"
 FIXTURE_ASINS = [f"B0FX{n:06d}" for n in range(1, 17)]
 
 

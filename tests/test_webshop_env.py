@@ -26,6 +26,8 @@ from run_arguments import last_line
 
 FIXTURE = Path(__file__).parent / "fixtures" / "webshop"
 WEBSHOP_EXPERIMENT = Path(__file__).parents[1] / "experiments" / "webshop.yaml"
+FIXTURE_FILES = {"products_file": "fixture_products.json", "attributes_file": "fixture_attributes.json"}
+FIXTURE_OVERRIDES = [f"environment.data_path={FIXTURE}"] + [f"environment.webshop.{key}={name}" for key, name in FIXTURE_FILES.items()]
 SPLIT_GOALS = 12
 
 
@@ -39,7 +41,7 @@ def make_env(index_dir):
     """``make_env(split="test", **kwargs)``: the fixture shop through ``gymnasium.make``."""
 
     def build(split: str = "test", **kwargs) -> WebShopEnv:
-        settings = dict(test_goals=SPLIT_GOALS, validation_goals=SPLIT_GOALS, index_cache_dir=index_dir)
+        settings = dict(FIXTURE_FILES, test_goals=SPLIT_GOALS, validation_goals=SPLIT_GOALS, index_cache_dir=index_dir)
         return gymnasium.make(WEBSHOP_GYM_ID, split=split, data_path=str(FIXTURE), **settings | kwargs).unwrapped
 
     return build
@@ -193,8 +195,9 @@ def test_splits_are_consecutive_ranges_of_the_shuffled_goals(make_env):
     assert [len(test), len(validation), len(train)] == [12, 12, 12]
     assert [t.task_id for t in test + validation + train] == [f"goal-{i}" for i in range(36)]
     assert {t.task_type for t in train} <= {"beauty", "electronics", "garden"}
-    config = load_config(WEBSHOP_EXPERIMENT, [f"environment.data_path={FIXTURE}", "environment.webshop.test_goals=12",
-                                              "environment.webshop.validation_goals=12"])
+    config = load_config(
+        WEBSHOP_EXPERIMENT, [*FIXTURE_OVERRIDES, "environment.webshop.test_goals=12", "environment.webshop.validation_goals=12"]
+    )
     assert WebShopEnv.split_description(config.environment, "validation") == (
         "WebShop validation split: goals 12-23 (12 of 36 synthetic goals), 16-product catalog"
     )
@@ -217,8 +220,8 @@ def test_config_and_data_errors_name_the_problem(tmp_path, monkeypatch, capsys):
 
 def test_a_webshop_run_reports_score_and_success_on_the_named_split(tmp_path, tiny_model, capsys):
     status = main([
-        "run", str(WEBSHOP_EXPERIMENT), f"output_dir={tmp_path / 'runs'}", f"model.name={tiny_model}",
-        f"environment.data_path={FIXTURE}", f"environment.demo_cache_dir={tmp_path / 'demos'}",
+        "run", str(WEBSHOP_EXPERIMENT), f"output_dir={tmp_path / 'runs'}", f"model.name={tiny_model}", *FIXTURE_OVERRIDES,
+        f"environment.demo_cache_dir={tmp_path / 'demos'}",
         f"environment.webshop.index_cache_dir={tmp_path / 'index'}", "environment.webshop.test_goals=6",
         "environment.webshop.validation_goals=6", "collect.num_tasks=6", "sft.epochs=1", "sft.progress=false",
         "router.probe.progress=false", "rl.iterations=1", "rl.tasks_per_iteration=1", "rl.group_size=2", "rl.max_steps=2",
@@ -249,14 +252,18 @@ def shared_webshop_data() -> Path:
 def test_the_oracle_on_the_first_100_test_goals_of_the_1000_product_catalog(index_dir):
     env = WebShopEnv(split="test", data_path=str(shared_webshop_data()), expert=True, index_cache_dir=index_dir)
     assert len(env.tasks()) == 500
-    won = 0
+    won, pages = 0, []
     for index in range(100):
-        _, info = env.reset(options={"task": index})
+        observation, info = env.reset(options={"task": index})
+        pages.append(observation)
         while info["expert_action"] is not None:
-            *_, terminated, truncated, info = env.step(info["expert_action"])
+            observation, _, terminated, truncated, info = env.step(info["expert_action"])
+            pages.append(observation)
             if terminated or truncated:
                 break
         won += info["won"]
+    assert not all(page.isascii() for page in pages)  # product text holds accents and symbols
+    assert all(env.observation_space.contains(page) for page in pages)
     # Measured: the oracle wins 96 of these 100 goals (benchmarks/webshop_env.py: 478 of all 500 test goals).
     assert won == 96
 
@@ -267,7 +274,7 @@ def test_loading_the_search_engine_keeps_numba_out_of_the_process():
         "import sys, tempfile; import prism_agents.environments; "
         "from prism_agents.environments.webshop.shop import open_shop; "
         "from prism_agents.config.environment import WebShopConfig; "
-        f"shop = open_shop({str(FIXTURE)!r}, WebShopConfig(index_cache_dir=tempfile.mkdtemp())); "
+        f"shop = open_shop({str(FIXTURE)!r}, WebShopConfig(**{FIXTURE_FILES!r}, index_cache_dir=tempfile.mkdtemp())); "
         "assert shop.index.search('gift'); print(sorted({'numba', 'llvmlite'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

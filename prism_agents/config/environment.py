@@ -29,6 +29,10 @@ class WebShopConfig:
 
     catalog: str = "1000"
     """Product set: ``1000`` (items_shuffle_1000.json + items_ins_v2_1000.json) or ``full`` (items_shuffle.json + items_ins_v2.json)."""
+    products_file: Optional[str] = None
+    """File name of the raw products in the data folder; None uses the catalog's WebShop name (items_shuffle_1000.json)."""
+    attributes_file: Optional[str] = None
+    """File name of the attributes and instructions; None uses the catalog's WebShop name (items_ins_v2_1000.json)."""
     goals: str = "synthetic"
     """Goal set: ``synthetic`` (from the attribute file; about 6,910 on the 1000 catalog) or ``human`` (needs items_human_ins.json)."""
     test_goals: int = 500

@@ -28,7 +28,8 @@ from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.types import Task
 
 TEXT_CHARSET = frozenset(string.printable)
-"""Characters of observations and actions: printable ASCII plus whitespace (ALFWorld and WebShop text is ASCII)."""
+"""Characters of observations and actions: printable ASCII plus whitespace (ALFWorld's text is ASCII; an environment
+whose text is not, such as WebShop's product pages, sets its own spaces)."""
 MAX_TEXT_LENGTH = 16_384
 """Longest observation or action string the spaces accept."""
 REQUIRED_INFO_KEYS = ("task_id", "task_type", "admissible_actions", "won", "score")

@@ -97,8 +97,9 @@ PROMPT_TEMPLATES: dict[str, PromptTemplate] = {
     "webshop": PromptTemplate(
         system=(
             "You are shopping on a web store for the product the instruction describes. Reply with exactly one "
-            "action, nothing else: search[keywords] on the search page, or click[item] with an item shown on the "
-            "page (a product id, an option, a button such as buy now or next >)."
+            "action and nothing else. On the search page: search[...] with your keywords inside the brackets. "
+            "On any other page: click[...] with exactly one item the page shows inside the brackets: a product "
+            "id, an option, or a button such as next >, < prev, back to search or buy now."
         ),
         task="{instruction}",
         history_header="Recent steps:",

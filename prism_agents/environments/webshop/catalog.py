@@ -69,12 +69,15 @@ def _how_to_get(catalog: str) -> str:
     )
 
 
-def find_catalog_files(data_dir: Path, catalog: str) -> CatalogFiles:
-    """Locate catalog ``catalog`` (a key of :data:`CATALOGS`) in ``data_dir``."""
+def find_catalog_files(
+    data_dir: Path, catalog: str, products_file: str | None = None, attributes_file: str | None = None
+) -> CatalogFiles:
+    """Locate catalog ``catalog`` (a key of :data:`CATALOGS`) in ``data_dir``; the file names may be given instead."""
     if catalog not in CATALOGS:
         raise ValueError(f"unknown WebShop catalog {catalog!r}; known: {', '.join(CATALOGS)}")
     data_dir = Path(data_dir)
-    products_name, attributes_name = CATALOGS[catalog]
+    products_name = products_file or CATALOGS[catalog][0]
+    attributes_name = attributes_file or CATALOGS[catalog][1]
     for name in (products_name, attributes_name):
         if not (data_dir / name).is_file():
             raise WebShopDataError(f"{data_dir / name} not found: the {catalog!r} catalog needs it; {_how_to_get(catalog)}")
@@ -103,22 +106,13 @@ def catalog_status(data_dir: Path) -> list[str]:
                 f"catalog {catalog!r}: missing {', '.join(missing)}{have}; "
                 f"WebShop's setup.sh fetches this set when run with {_SETUP_FLAGS[catalog]}"
             )
-    human = data_dir / HUMAN_INSTRUCTIONS_FILE
-    if human.is_file():
-        lines.append(f"human instructions: {HUMAN_INSTRUCTIONS_FILE} ({_size(human)})")
-    else:
-        lines.append(
-            f"human instructions: {HUMAN_INSTRUCTIONS_FILE} missing (needed only for human goals; "
-            "setup.sh fetches it with either -d option)"
-        )
-    reviews = data_dir / REVIEWS_FILE
-    if reviews.is_file():
-        lines.append(f"reviews: {REVIEWS_FILE} ({_size(reviews)})")
-    else:
-        lines.append(
-            f"reviews: {REVIEWS_FILE} missing (optional: without it products have no reviews and rating 'N.A.'; "
-            "setup.sh does not fetch it)"
-        )
+    optional = (
+        ("human instructions", HUMAN_INSTRUCTIONS_FILE, "needed only for human goals; setup.sh fetches it with either -d option"),
+        ("reviews", REVIEWS_FILE, "optional: without it products have no reviews and rating 'N.A.'; setup.sh does not fetch it"),
+    )
+    for label, name, when_missing in optional:
+        path = data_dir / name
+        lines.append(f"{label}: {name} ({_size(path)})" if path.is_file() else f"{label}: {name} missing ({when_missing})")
     return lines
 
 

@@ -19,9 +19,12 @@ actions; an action that is neither leaves the page unchanged and costs a step.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any, Optional
+
+from gymnasium import spaces
 
 from prism_agents.config.environment import EnvironmentConfig, WebShopConfig
 from prism_agents.environments.base import TextEnv
@@ -32,6 +35,8 @@ from prism_agents.registry import ENVIRONMENTS
 from prism_agents.types import Task
 
 ENV_NAME = "webshop"
+MAX_PAGE_LENGTH = 1 << 20
+"""Longest observation or action string the spaces accept (a description page holds a whole product description)."""
 
 
 @ENVIRONMENTS.register(ENV_NAME)
@@ -46,7 +51,8 @@ class WebShopEnv(TextEnv):
         expert: when True, every info holds ``expert_action`` (the oracle's next action, None when it has
             none) and ``expert_error`` (why it has none).
         expert_type: ``oracle``.
-        catalog, goals, test_goals, validation_goals, spacy_model, index_cache_dir: as in
+        catalog, products_file, attributes_file, goals, test_goals, validation_goals, spacy_model,
+            index_cache_dir: as in
             :class:`~prism_agents.config.environment.WebShopConfig`.
     """
 
@@ -61,6 +67,8 @@ class WebShopEnv(TextEnv):
         expert: bool = False,
         expert_type: str = "oracle",
         catalog: str = "1000",
+        products_file: Optional[str] = None,
+        attributes_file: Optional[str] = None,
         goals: str = "synthetic",
         test_goals: int = 500,
         validation_goals: int = 1000,
@@ -75,6 +83,8 @@ class WebShopEnv(TextEnv):
             raise ValueError(f"WebShopEnv has no render modes (got render_mode={render_mode!r})")
         self.settings = WebShopConfig(
             catalog=catalog,
+            products_file=products_file,
+            attributes_file=attributes_file,
             goals=goals,
             test_goals=test_goals,
             validation_goals=validation_goals,
@@ -85,6 +95,9 @@ class WebShopEnv(TextEnv):
         self.win_reward = win_reward
         self.expert = expert
         self.shop = open_shop(data_path, self.settings)
+        # Product text is not ASCII (accents, symbols): the text spaces take the catalog's characters.
+        self.observation_space = spaces.Text(MAX_PAGE_LENGTH, min_length=0, charset=self.shop.charset)
+        self.action_space = spaces.Text(MAX_PAGE_LENGTH, min_length=0, charset=self.shop.charset)
         self._tasks = _split_tasks(self.shop, self.settings, split)
         self._session: Optional[ShopSession] = None
 
@@ -92,7 +105,6 @@ class WebShopEnv(TextEnv):
 
     @classmethod
     def from_config(cls, config: EnvironmentConfig, split: str, expert: bool = False) -> WebShopEnv:
-        settings = config.webshop
         return cls(
             split=split,
             data_path=config.data_path,
@@ -100,12 +112,7 @@ class WebShopEnv(TextEnv):
             win_reward=config.win_reward,
             expert=expert,
             expert_type=config.expert,
-            catalog=settings.catalog,
-            goals=settings.goals,
-            test_goals=settings.test_goals,
-            validation_goals=settings.validation_goals,
-            spacy_model=settings.spacy_model,
-            index_cache_dir=settings.index_cache_dir,
+            **dataclasses.asdict(config.webshop),
         )
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -60,6 +61,13 @@ class Shop:
         }
         return split_goal_indices(len(self.goals), split, limits)
 
+    @functools.cached_property
+    def charset(self) -> frozenset[str]:
+        """Every character a page or an action can hold: printable ASCII plus those of the products and goals."""
+        texts = [str(value) for product in self.catalog.products for value in product.values()]
+        texts += [goal["instruction_text"] for goal in self.goals]
+        return frozenset(string.printable).union(*texts)
+
     def describe(self, settings: WebShopConfig, split: str) -> str:
         """What a metric on ``split`` was measured over: catalog size, goal set and goal range."""
         goal_range = self.split_range(settings, split)
@@ -73,12 +81,13 @@ class Shop:
 def open_shop(data_path: Optional[str], settings: WebShopConfig) -> Shop:
     """The shop for a data folder and settings, opened once per process."""
     cache_dir = Path(settings.index_cache_dir).expanduser() if settings.index_cache_dir else default_index_cache_dir()
-    return _open_shop(resolve_data_dir(data_path).resolve(), settings.catalog, settings.goals, cache_dir)
+    files = (settings.catalog, settings.products_file, settings.attributes_file)
+    return _open_shop(resolve_data_dir(data_path).resolve(), files, settings.goals, cache_dir)
 
 
 @functools.lru_cache(maxsize=4)
-def _open_shop(data_dir: Path, catalog_name: str, goal_kind: str, cache_dir: Path) -> Shop:
-    files = find_catalog_files(data_dir, catalog_name)
+def _open_shop(data_dir: Path, catalog_files: tuple[str, str | None, str | None], goal_kind: str, cache_dir: Path) -> Shop:
+    files = find_catalog_files(data_dir, *catalog_files)
     catalog = load_catalog(files, goals=goal_kind)
     goals, prices = build_goals(catalog, goal_kind)
     return Shop(files, catalog, goals, prices, SearchIndex.open(catalog, cache_dir))
