@@ -3,6 +3,9 @@
     prism-agents run CONFIG [key=value ...]     start a run
     prism-agents run --resume RUN_DIR           finish an interrupted run
     prism-agents probe CONFIG [key=value ...]   collect, score and route without training
+    prism-agents eval CONFIG [--adapter DIR] [key=value ...]
+                                                evaluate a saved adapter (or the base model) on eval.split
+    prism-agents report RUN_DIR                 rebuild summary.json and report.md of a run folder
     prism-agents envs                           list registered environments
     prism-agents data webshop [--data-path DIR] what WebShop data is present, and how to get the rest
 
@@ -13,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from prism_agents.config import ConfigError
@@ -35,6 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("config", help="experiment YAML, e.g. experiments/alfworld.yaml")
     probe.add_argument("overrides", nargs="*", help="key=value overrides, e.g. router.name=random")
 
+    evaluate = commands.add_parser("eval", help="evaluate a saved LoRA adapter, or the base model, in a new run folder")
+    evaluate.add_argument("config", help="experiment YAML naming the model, environment and eval settings")
+    evaluate.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.split=test eval.num_tasks=0")
+    evaluate.add_argument("--adapter", metavar="DIR", help="a peft adapter folder (e.g. RUN_DIR/adapters/v2); omitted: the base model")
+
+    report = commands.add_parser("report", help="rebuild summary.json and report.md from a run folder's finished stages")
+    report.add_argument("run_dir", help="the run folder")
+
     commands.add_parser("envs", help="list registered environments")
 
     data = commands.add_parser("data", help="say which benchmark data files are present and how to get the missing ones")
@@ -54,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             return _data(args)
         if args.command == "probe":
             return _probe(args)
+        if args.command == "eval":
+            return _evaluate(args)
+        if args.command == "report":
+            return _report(args)
         return _run(args)
     except ConfigError as error:
         print(f"prism-agents: config error: {error}", file=sys.stderr)
@@ -99,6 +116,32 @@ def _probe(args: argparse.Namespace) -> int:
     return status
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from prism_agents.config import load_config
+    from prism_agents.pipeline.run_folder import RunFolder
+
+    adapter = Path(args.adapter) if args.adapter else None
+    if adapter is not None and not (adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"--adapter {adapter}: not a peft adapter folder (no adapter_config.json)")
+    policy = "eval.policy=trained" if adapter else "eval.policy=base"
+    folder = RunFolder.create(load_config(args.config, [*args.overrides, policy]))
+    if adapter is not None:
+        shutil.copytree(adapter, folder.adapter(1))  # served and reported as this run's adapter v1
+    print(f"run folder: {folder.path}", flush=True)
+    return _finish(folder, _execute(folder, ("eval", "report")))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from prism_agents.pipeline.run_folder import RunFolder
+
+    folder = RunFolder.open(args.run_dir)
+    status = _execute(folder, ("report",))
+    if status == 0:
+        print(f"report: {folder.report}")
+    print(folder.path)
+    return status
+
+
 def _run(args: argparse.Namespace) -> int:
     from prism_agents.config import load_config
     from prism_agents.pipeline.run_folder import RunFolder
@@ -113,7 +156,11 @@ def _run(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.overrides)
         folder = RunFolder.create(config)
     print(f"run folder: {folder.path}", flush=True)
-    status = _execute(folder, None)
+    return _finish(folder, _execute(folder, None))
+
+
+def _finish(folder: RunFolder, status: int) -> int:
+    """Print the evaluation's headline (when the run has one) and the folder's path; return ``status``."""
     if status == 0 and folder.stage_done("eval"):
         from prism_agents.reporting.report import eval_headline
 

@@ -79,3 +79,35 @@ def test_an_episode_that_outgrows_the_context_ends_as_a_counted_failure(run_args
     episode = read_jsonl(run / "evaluation.jsonl")[0]
     assert episode["failure"].startswith("context full") and not episode["won"]
     assert json.loads((run / "summary.json").read_text())["eval"]["failed_episodes"] == 1
+
+
+def test_eval_command_evaluates_a_saved_adapter_and_report_rebuilds_the_report(run_args, capsys):
+    assert main(run_args()) == 0
+    trained = last_line(capsys.readouterr().out)
+
+    assert main(run_args(command="eval")[:1] + ["--adapter", str(trained / "adapters" / "v1")] + run_args()[1:]) == 0
+    out = capsys.readouterr().out
+    evaluated = last_line(out)
+    assert evaluated != trained and (evaluated / "adapters" / "v1" / "adapter_config.json").is_file()
+    summary = json.loads((evaluated / "summary.json").read_text())
+    assert set(summary) >= {"eval"} and "sft" not in summary and "collect" not in summary
+    assert summary["eval"]["policy"] == "adapter v1" and summary["eval"]["split"] == "eval_in_distribution"
+    first = read_jsonl(trained / "evaluation.jsonl")[0]
+    again = read_jsonl(evaluated / "evaluation.jsonl")[0]
+    assert [s["action"] for s in again["steps"]] == [s["action"] for s in first["steps"]]  # same adapter, greedy
+    assert "eval (eval_in_distribution split, 1 episodes, adapter v1): success rate" in out
+
+    report = (trained / "report.md").read_text()
+    (trained / "report.md").unlink()
+    (trained / "summary.json").unlink()
+    assert main(["report", str(trained)]) == 0
+    assert last_line(capsys.readouterr().out) == trained
+    rebuilt = (trained / "report.md").read_text()
+    assert set(report.splitlines()) <= set(rebuilt.splitlines())  # plus the report stage's own compute row
+    assert main(["report", str(trained)]) == 0
+    assert (trained / "report.md").read_text() == rebuilt
+
+
+def test_eval_command_names_a_folder_that_is_not_an_adapter(tmp_path, run_args, capsys):
+    assert main(["eval", "--adapter", str(tmp_path)] + run_args()[1:]) == 2
+    assert f"--adapter {tmp_path}: not a peft adapter folder" in capsys.readouterr().err
