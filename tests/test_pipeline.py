@@ -85,7 +85,7 @@ def test_eval_command_evaluates_a_saved_adapter_and_report_rebuilds_the_report(r
     assert main(run_args()) == 0
     trained = last_line(capsys.readouterr().out)
 
-    assert main(run_args(command="eval")[:1] + ["--adapter", str(trained / "adapters" / "v1")] + run_args()[1:]) == 0
+    assert main(["eval", "--adapter", str(trained / "adapters" / "v1"), *run_args()[1:]]) == 0
     out = capsys.readouterr().out
     evaluated = last_line(out)
     assert evaluated != trained and (evaluated / "adapters" / "v1" / "adapter_config.json").is_file()

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from prism_agents.config.environment import WebShopConfig
 from prism_agents.environments.webshop import search as search_module
 from prism_agents.environments.webshop.catalog import (
     CatalogFiles,
@@ -29,7 +30,7 @@ from prism_agents.environments.webshop.catalog import (
 from prism_agents.environments.webshop.goals import (
     GOAL_SEED,
     SHUFFLE_SEED,
-    SPLITS,
+    SPLIT_NAMES,
     build_goals,
     product_prices,
     split_goal_indices,
@@ -279,17 +280,19 @@ def test_human_goals(tmp_path):
 
 
 def test_split_goal_indices():
-    assert SPLITS == {"test": (0, 500), "validation": (500, 1500), "train": (1500, None)}
-    assert split_goal_indices(6910, "test") == range(0, 500)
-    assert split_goal_indices(6910, "validation") == range(500, 1500)
-    assert split_goal_indices(6910, "train") == range(1500, 6910)
+    default = WebShopConfig()
+    conventional = (default.test_goals, default.validation_goals)
+    assert conventional == (500, 1000)
+    assert split_goal_indices(6910, "test", *conventional) == range(0, 500)
+    assert split_goal_indices(6910, "validation", *conventional) == range(500, 1500)
+    assert split_goal_indices(6910, "train", *conventional) == range(1500, 6910)
     # On a catalog with few goals the later splits are empty.
-    assert split_goal_indices(36, "test") == range(0, 36)
-    assert len(split_goal_indices(36, "validation")) == 0 and len(split_goal_indices(36, "train")) == 0
-    limits = {"test": (0, 10), "validation": (10, 16), "train": (16, None)}
-    assert [split_goal_indices(36, s, limits) for s in limits] == [range(0, 10), range(10, 16), range(16, 36)]
+    assert split_goal_indices(36, "test", *conventional) == range(0, 36)
+    assert len(split_goal_indices(36, "validation", *conventional)) == 0
+    assert len(split_goal_indices(36, "train", *conventional)) == 0
+    assert [split_goal_indices(36, s, 10, 6) for s in SPLIT_NAMES] == [range(0, 10), range(10, 16), range(16, 36)]
     with pytest.raises(ValueError, match="known: test, validation, train"):
-        split_goal_indices(36, "eval")
+        split_goal_indices(36, "eval", *conventional)
 
 
 # ---------------------------------------------------------------- search
@@ -452,7 +455,7 @@ def test_shared_catalog_loads_like_webshop(shared_catalog):
 def test_shared_catalog_goals_and_splits(shared_catalog):
     goals, prices = build_goals(shared_catalog, "synthetic")
     assert len(goals) == 6910
-    assert [len(split_goal_indices(len(goals), split)) for split in SPLITS] == [500, 1000, 5410]
+    assert [len(split_goal_indices(len(goals), split, 500, 1000)) for split in SPLIT_NAMES] == [500, 1000, 5410]
     assert build_goals(shared_catalog, "synthetic") == (goals, prices)
     # Measured by replaying WebShop's own procedure (global generator seeded 42, shuffle seeded 233).
     assert [(g["asin"], g["price_upper"]) for g in goals[:3]] == [

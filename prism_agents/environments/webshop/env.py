@@ -51,9 +51,8 @@ class WebShopEnv(TextEnv):
         expert: when True, every info holds ``expert_action`` (the oracle's next action, None when it has
             none) and ``expert_error`` (why it has none).
         expert_type: ``oracle``.
-        catalog, products_file, attributes_file, goals, test_goals, validation_goals, spacy_model,
-            index_cache_dir: as in
-            :class:`~prism_agents.config.environment.WebShopConfig`.
+        **webshop: the fields of :class:`~prism_agents.config.environment.WebShopConfig` (``catalog``,
+            ``goals``, ``test_goals``, ...); those not given keep its defaults.
     """
 
     experts = ("oracle",)
@@ -66,31 +65,15 @@ class WebShopEnv(TextEnv):
         win_reward: float = 10.0,
         expert: bool = False,
         expert_type: str = "oracle",
-        catalog: str = "1000",
-        products_file: Optional[str] = None,
-        attributes_file: Optional[str] = None,
-        goals: str = "synthetic",
-        test_goals: int = 500,
-        validation_goals: int = 1000,
-        spacy_model: str = "en_core_web_sm",
-        index_cache_dir: Optional[str] = None,
         render_mode: Optional[str] = None,
+        **webshop: Any,
     ) -> None:
         super().__init__(split=split, max_steps=max_steps)
         if expert_type not in self.experts:
             raise ValueError(f"unknown WebShop expert_type {expert_type!r}; known: {', '.join(self.experts)}")
         if render_mode is not None:
             raise ValueError(f"WebShopEnv has no render modes (got render_mode={render_mode!r})")
-        self.settings = WebShopConfig(
-            catalog=catalog,
-            products_file=products_file,
-            attributes_file=attributes_file,
-            goals=goals,
-            test_goals=test_goals,
-            validation_goals=validation_goals,
-            spacy_model=spacy_model,
-            index_cache_dir=index_cache_dir,
-        )
+        self.settings = WebShopConfig(**webshop)
         self.settings.validate()
         self.win_reward = win_reward
         self.expert = expert

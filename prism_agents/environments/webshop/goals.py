@@ -27,14 +27,15 @@ PRICE_STEPS = [10.0 * i for i in range(1, 100)]
 NO_PRICE_LIMIT = 1000000
 """``price_upper`` of a goal whose product costs too much for two price steps above it."""
 
-SPLITS: dict[str, tuple[int, int | None]] = {"test": (0, 500), "validation": (500, 1500), "train": (1500, None)}
-"""Split -> [start, end) in the shuffled goal list (``None``: to the end).
+SPLIT_NAMES = ("test", "validation", "train")
+"""Splits of the shuffled goal list, in list order.
 
-The split of WebShop's imitation-learning and RL baselines: the first 500 shuffled
-goals are the test set, the next 1000 validation, the rest training. Later agents
-(ReAct, verl-agent) also test on the first 500 (verl-agent trains on all the rest).
-On a small catalog (like the test fixture, with a few dozen goals) only ``test`` is
-non-empty; pass other boundaries to :func:`split_goal_indices` there.
+WebShop's imitation-learning and RL baselines test on the first 500 shuffled goals,
+validate on the next 1000 and train on the rest (``environment.webshop.test_goals``
+and ``validation_goals`` default to that). Later agents (ReAct, verl-agent) also test
+on the first 500 (verl-agent trains on all the rest). On a small catalog (like the
+test fixture, with a few dozen goals) only ``test`` is non-empty unless the
+boundaries are moved.
 """
 
 
@@ -147,14 +148,12 @@ def build_goals(catalog: Catalog, kind: str) -> tuple[list[dict], dict[str, floa
     return goals, prices
 
 
-def split_goal_indices(num_goals: int, split: str, limits: dict[str, tuple[int, int | None]] | None = None) -> range:
-    """Indices of ``split``'s goals among ``num_goals`` shuffled goals (empty when the list ends before the split).
-
-    ``limits`` replaces :data:`SPLITS` (e.g. smaller boundaries for a small test catalog).
-    """
-    limits = SPLITS if limits is None else limits
-    if split not in limits:
-        raise ValueError(f"unknown goal split {split!r}; known: {', '.join(limits)}")
-    start, end = limits[split]
-    end = num_goals if end is None else min(end, num_goals)
-    return range(min(start, num_goals), end)
+def split_goal_indices(num_goals: int, split: str, test_goals: int, validation_goals: int) -> range:
+    """Indices of ``split``'s goals among ``num_goals`` shuffled goals (empty when the list ends before the split):
+    the first ``test_goals`` are ``test``, the next ``validation_goals`` ``validation``, the rest ``train``."""
+    train_start = test_goals + validation_goals
+    bounds = {"test": (0, test_goals), "validation": (test_goals, train_start), "train": (train_start, num_goals)}
+    if split not in bounds:
+        raise ValueError(f"unknown goal split {split!r}; known: {', '.join(SPLIT_NAMES)}")
+    start, end = bounds[split]
+    return range(min(start, num_goals), min(end, num_goals))

@@ -54,12 +54,7 @@ class Shop:
 
     def split_range(self, settings: WebShopConfig, split: str) -> range:
         """Indices into :attr:`goals` of ``split`` (``test``, ``validation`` or ``train``)."""
-        limits = {
-            "test": (0, settings.test_goals),
-            "validation": (settings.test_goals, settings.test_goals + settings.validation_goals),
-            "train": (settings.test_goals + settings.validation_goals, None),
-        }
-        return split_goal_indices(len(self.goals), split, limits)
+        return split_goal_indices(len(self.goals), split, settings.test_goals, settings.validation_goals)
 
     @functools.cached_property
     def charset(self) -> frozenset[str]:
