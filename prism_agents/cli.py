@@ -5,7 +5,8 @@
     prism-agents probe CONFIG [key=value ...]   collect, score and route without training
     prism-agents eval CONFIG [--adapter DIR] [key=value ...]
                                                 evaluate a saved adapter (or the base model) on eval.split
-    prism-agents report RUN_DIR                 rebuild summary.json and report.md of a run folder
+    prism-agents report DIR                     rebuild a run folder's or a comparison folder's report
+    prism-agents compare ABLATION               run an ablation's variants and seeds; tables and Pareto plot
     prism-agents envs                           list registered environments
     prism-agents data webshop [--data-path DIR] what WebShop data is present, and how to get the rest
 
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prism_agents.config import ConfigError
@@ -45,8 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("overrides", nargs="*", help="key=value overrides, e.g. eval.split=test eval.num_tasks=0")
     evaluate.add_argument("--adapter", metavar="DIR", help="a peft adapter folder (e.g. RUN_DIR/adapters/v2); omitted: the base model")
 
-    report = commands.add_parser("report", help="rebuild summary.json and report.md from a run folder's finished stages")
-    report.add_argument("run_dir", help="the run folder")
+    report = commands.add_parser(
+        "report", help="rebuild a run folder's summary.json, report.md and curves, or a comparison folder's report and plot"
+    )
+    report.add_argument("run_dir", help="a run folder, or a comparison folder of prism-agents compare")
+
+    compare = commands.add_parser("compare", help="run the variants x seeds of an ablation YAML and compare them")
+    compare.add_argument("ablation", help="ablation YAML, e.g. experiments/ablations/alfworld-routers.yaml")
 
     commands.add_parser("envs", help="list registered environments")
 
@@ -71,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "compare":
+            return _compare(args)
         return _run(args)
     except ConfigError as error:
         print(f"prism-agents: config error: {error}", file=sys.stderr)
@@ -118,6 +126,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from prism_agents.config import load_config
+    from prism_agents.io import copy_atomic
     from prism_agents.pipeline.run_folder import RunFolder
 
     adapter = Path(args.adapter) if args.adapter else None
@@ -126,20 +135,57 @@ def _evaluate(args: argparse.Namespace) -> int:
     policy = "eval.policy=trained" if adapter else "eval.policy=base"
     folder = RunFolder.create(load_config(args.config, [*args.overrides, policy]))
     if adapter is not None:
-        shutil.copytree(adapter, folder.adapter(1))  # served and reported as this run's adapter v1
+        copy_atomic(adapter, folder.adapter(1))  # served and reported as this run's adapter v1
     print(f"run folder: {folder.path}", flush=True)
     return _finish(folder, _execute(folder, ("eval", "report")))
 
 
 def _report(args: argparse.Namespace) -> int:
+    from prism_agents.comparison.runner import ABLATION_FILE
     from prism_agents.pipeline.run_folder import RunFolder
 
+    if (Path(args.run_dir) / ABLATION_FILE).is_file():
+        return _comparison_report(Path(args.run_dir))
     folder = RunFolder.open(args.run_dir)
     status = _execute(folder, ("report",))
     if status == 0:
         print(f"report: {folder.report}")
     print(folder.path)
     return status
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from prism_agents.comparison import load_ablation
+
+    ablation = load_ablation(args.ablation)
+    print(f"comparison folder: {ablation.folder} ({len(ablation.variants)} variants x {len(ablation.config.seeds)} seed(s))", flush=True)
+    from prism_agents.comparison.runner import check_evaluation_splits, run_comparison
+
+    check_evaluation_splits(ablation)  # missing data stops here, before any run
+
+    results: list[dict] = []
+    status = _guarded(lambda: results.append(run_comparison(ablation)), "the comparison", f"prism-agents compare {args.ablation}")
+    if status == 0:
+        _print_comparison(results[0], ablation.folder)
+    print(ablation.folder)
+    return status
+
+
+def _comparison_report(folder: Path) -> int:
+    from prism_agents.comparison import load_ablation
+    from prism_agents.comparison.runner import ABLATION_FILE, write_results
+
+    _print_comparison(write_results(load_ablation(folder / ABLATION_FILE, folder=folder)), folder)
+    print(folder)
+    return 0
+
+
+def _print_comparison(results: dict, folder: Path) -> None:
+    from prism_agents.comparison.report import comparison_headlines
+    from prism_agents.comparison.runner import REPORT_FILE
+
+    print("\n".join(["", *comparison_headlines(results), ""]))
+    print(f"report: {folder / REPORT_FILE}")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -173,14 +219,22 @@ def _execute(folder: RunFolder, stages: tuple[str, ...] | None) -> int:
     """Run the stages (None: all planned ones); on failure say how to resume. Returns the exit status."""
     from prism_agents.pipeline.runner import run_stages  # heavy imports (torch, vLLM) only once the config is good
 
+    return _guarded(lambda: run_stages(folder, stages), "the run", f"prism-agents run --resume {folder.path}")
+
+
+def _guarded(work: Callable[[], object], what: str, resume: str) -> int:
+    """Do ``work``; on an interruption or failure say that finished stages are kept and how to go on.
+    Config errors propagate (the caller reports them). Returns the exit status."""
     try:
-        run_stages(folder, stages)
+        work()
     except KeyboardInterrupt:
-        print(f"interrupted; finished stages are kept: prism-agents run --resume {folder.path}", file=sys.stderr)
+        print(f"interrupted; finished stages are kept: {resume}", file=sys.stderr)
         return 130
+    except ConfigError:
+        raise
     except Exception as error:
-        logging.getLogger("prism_agents").exception("the run failed")
-        print(f"prism-agents: run failed: {error}\nfinished stages are kept: prism-agents run --resume {folder.path}", file=sys.stderr)
+        logging.getLogger("prism_agents").exception("%s failed", what)
+        print(f"prism-agents: {what} failed: {error}\nfinished stages are kept: {resume}", file=sys.stderr)
         return 1
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,6 +34,23 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def copy_atomic(source: str | Path, target: str | Path) -> None:
+    """Copy the file or folder ``source`` to ``target`` (replacing it) so that ``target`` is never partial."""
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        copied = temporary / target.name
+        if source.is_dir():
+            shutil.copytree(source, copied)
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            shutil.copy2(source, copied)
+        os.replace(copied, target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

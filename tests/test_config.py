@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from prism_agents.comparison import load_ablation
 from prism_agents.config import ConfigError, RunConfig, load_config, to_yaml
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -73,9 +74,19 @@ def test_resolved_config_round_trips(tmp_path):
     assert load_config(path) == config
 
 
-@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "experiment", sorted([*EXPERIMENTS.glob("*.yaml"), *EXPERIMENTS.glob("paper/*.yaml")]), ids=lambda p: p.name
+)
 def test_shipped_experiments_load(experiment):
     load_config(experiment)
+
+
+@pytest.mark.parametrize("ablation", sorted(EXPERIMENTS.glob("**/ablations/*.yaml")), ids=lambda p: str(p.relative_to(EXPERIMENTS)))
+def test_shipped_ablations_load_every_variant(ablation):
+    loaded = load_ablation(ablation)
+    assert len(loaded.runs) == len(loaded.config.variants) * len(loaded.config.seeds)
+    assert loaded.config.baseline in loaded.config.variants
+    assert ablation.read_text().startswith("# "), "an ablation file opens with a comment saying what it compares"
 
 
 def test_every_config_field_has_a_docstring():

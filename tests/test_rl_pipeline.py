@@ -61,3 +61,13 @@ def test_no_rl_share_skips_rl(run_args, capsys):
     assert main(run_args("rl.iterations=1", "router.name=all_sft")) == 0
     summary = json.loads((last_line(capsys.readouterr().out) / "summary.json").read_text())
     assert summary["rl"] == {"tasks": 0, "iterations": 0, "skipped": "no task was routed to RL"}
+
+
+def test_task_passes_scale_the_iterations_with_the_rl_share():
+    from prism_agents.config.rl import RLConfig
+    from prism_agents.pipeline.reinforce import planned_iterations
+
+    fixed = RLConfig(iterations=3, tasks_per_iteration=4)
+    assert [planned_iterations(fixed, n) for n in (8, 16)] == [3, 3]
+    scaled = RLConfig(iterations=3, tasks_per_iteration=4, task_passes=2.0)
+    assert [planned_iterations(scaled, n) for n in (8, 16, 5)] == [4, 8, 3]  # all-RL plays twice a median split

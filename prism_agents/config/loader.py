@@ -20,22 +20,52 @@ from prism_agents.config.base import ConfigError, ConfigValueError
 from prism_agents.config.schema import RunConfig
 
 COMMAND_LINE = "command line"
+DERIVED_SEEDS = ("lora.init_seed", "router.seed", "sft.seed", "rl.seed", "generator.seed")
+"""Seeds that take the run's ``seed`` unless the YAML or the command line sets them."""
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """The validated :class:`RunConfig` from a YAML file (or defaults when None) and overrides."""
     origin = str(path or "defaults") + (" with command-line overrides" if overrides else "")
     merged = OmegaConf.structured(RunConfig)
+    given: list[DictConfig] = []
     if path is not None:
-        merged = _merge(merged, _read_yaml(Path(path)), str(path))
+        given.append(_read_yaml(Path(path)))
+        merged = _merge(merged, given[-1], str(path))
     if overrides:
-        merged = _merge(merged, _parse_overrides(overrides), COMMAND_LINE)
+        given.append(_parse_overrides(overrides))
+        merged = _merge(merged, given[-1], COMMAND_LINE)
     try:
         config = OmegaConf.to_object(merged)
     except OmegaConfBaseException as error:
         raise ConfigError(f"{origin}: {_key_of(error)}: {_reason_of(error)}") from None
+    _derive_seeds(config, given)
     _validate_tree(config, prefix="", source=origin)
     return config
+
+
+def flat_config(config: RunConfig) -> dict[str, Any]:
+    """The config as ``{"sft.epochs": 3, ...}`` (lists and mappings kept as values), for tracking tools."""
+    flat: dict[str, Any] = {}
+
+    def visit(node: Any, prefix: str) -> None:
+        for item in dataclasses.fields(node):
+            value = getattr(node, item.name)
+            if dataclasses.is_dataclass(value):
+                visit(value, f"{prefix}{item.name}.")
+            else:
+                flat[prefix + item.name] = value
+
+    visit(config, "")
+    return flat
+
+
+def _derive_seeds(config: RunConfig, given: list[DictConfig]) -> None:
+    """Give every seed of :data:`DERIVED_SEEDS` that no source sets the run's ``seed``."""
+    for key in DERIVED_SEEDS:
+        if not any(OmegaConf.select(source, key) is not None for source in given):
+            section, _, field_name = key.partition(".")
+            setattr(getattr(config, section), field_name, config.seed)
 
 
 def to_yaml(config: RunConfig) -> str:
@@ -43,9 +73,10 @@ def to_yaml(config: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(config))
 
 
-def _read_yaml(path: Path) -> DictConfig:
+def read_yaml_mapping(path: Path, kind: str = "config") -> dict[str, Any]:
+    """The mapping a YAML file holds (empty file: empty mapping); ``kind`` names the file in errors."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(f"{kind} file not found: {path}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
@@ -53,8 +84,12 @@ def _read_yaml(path: Path) -> DictConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of config sections, got {type(data).__name__}")
-    return OmegaConf.create(data)
+        raise ConfigError(f"{path}: the top level must be a mapping of {kind} keys, got {type(data).__name__}")
+    return data
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    return OmegaConf.create(read_yaml_mapping(path))
 
 
 def _parse_overrides(overrides: list[str] | tuple[str, ...]) -> DictConfig:

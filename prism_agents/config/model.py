@@ -49,7 +49,7 @@ class LoraConfig:
     target_modules: list[str] = field(default_factory=lambda: list(DEFAULT_TARGET_MODULES))
     """Names of the linear layers that get an adapter (default: attention and MLP projections)."""
     init_seed: int = 0
-    """Seed for the random initialisation of the adapter's A matrices (B starts at zero)."""
+    """Seed for the random initialisation of the adapter's A matrices (B starts at zero); unless set, the run's ``seed``."""
 
     def validate(self) -> None:
         require(self.rank >= 1, "rank", f"must be at least 1 (got {self.rank})")

@@ -63,6 +63,11 @@ class RLConfig:
     iterations: int = 2
     """RL iterations; each plays ``tasks_per_iteration`` x ``group_size`` episodes, updates the adapter
     and saves it as the next adapter version."""
+    task_passes: Optional[float] = None
+    """When set, the number of iterations follows the size of the RL share instead of ``iterations``:
+    ceil(task_passes x RL tasks / tasks_per_iteration), so that every task routed to RL is played about
+    task_passes times. RL's cost then grows with its share (all-RL costs twice a median split), as when
+    the paper trains GRPO over its RL set; a fixed ``iterations`` gives every variant the same RL budget."""
     tasks_per_iteration: int = 4
     """Tasks played per iteration, drawn in a seeded order from the RL share (cycling through it)."""
     group_size: int = 4
@@ -91,7 +96,7 @@ class RLConfig:
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value; 0 disables clipping."""
     seed: int = 0
-    """Seed of the task order."""
+    """Seed of the task order; unless set, the run's ``seed``."""
     reward: RewardConfig = field(default_factory=RewardConfig)
     """Reward shaping."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -101,6 +106,7 @@ class RLConfig:
         require(bool(self.learner.strip()), "learner", "must name an RL learner such as 'grpo' or 'ppo'")
         require_one_of(self.advantage, ADVANTAGE_ESTIMATORS, "advantage")
         require(self.iterations >= 0, "iterations", f"must be 0 (no RL) or more (got {self.iterations})")
+        require(self.task_passes is None or self.task_passes > 0, "task_passes", f"must be above 0 (got {self.task_passes})")
         require(self.tasks_per_iteration >= 1, "tasks_per_iteration", f"must be at least 1 (got {self.tasks_per_iteration})")
         require(self.group_size >= 1, "group_size", f"must be at least 1 (got {self.group_size})")
         require(self.max_steps is None or self.max_steps >= 1, "max_steps", f"must be at least 1 (got {self.max_steps})")

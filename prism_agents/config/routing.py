@@ -78,7 +78,7 @@ class RouterConfig:
     reverse: bool = False
     """Send the high scores to SFT and the low ones to RL instead (the paper's reversed-routing ablation)."""
     seed: int = 0
-    """Seed of routers that draw at random (``random``)."""
+    """Seed of routers that draw at random (``random``); unless set, the run's ``seed``."""
     reprobe: bool = False
     """After SFT, score every trajectory again with the current policy and route the ones not yet
     consumed (those sent to RL) again: the ones now at or below the new threshold are trained on by a

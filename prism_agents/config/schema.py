@@ -6,6 +6,7 @@ fields are documented where the section is defined.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -56,6 +57,29 @@ class EvalConfig:
 
 
 @dataclass
+class LoggingConfig:
+    """Where metrics go besides ``metrics.jsonl``, which is always written. Every metric is named
+    ``<stage>/<split>/<name>`` (e.g. ``sft/train/loss``, ``eval/eval_out_of_distribution/success_rate``)."""
+
+    tensorboard: bool = False
+    """Write TensorBoard event files to ``<run folder>/tensorboard`` (``tensorboard --logdir <run folder>``)."""
+    wandb: bool = False
+    """Log to Weights & Biases (needs ``pip install wandb`` and a login, or ``WANDB_MODE=offline``)."""
+    wandb_project: str = "prism-agents"
+    """Weights & Biases project of the run (the run is named after the run folder)."""
+    mlflow: bool = False
+    """Log to MLflow (needs ``pip install mlflow``; the tracking server or store comes from
+    ``MLFLOW_TRACKING_URI``, else MLflow's own default)."""
+    mlflow_experiment: str = "prism-agents"
+    """MLflow experiment of the run (the run is named after the run folder)."""
+
+    def validate(self) -> None:
+        for package in ("wandb", "mlflow"):
+            installed = not getattr(self, package) or importlib.util.find_spec(package) is not None
+            require(installed, package, f"is true, but the package {package!r} is not installed (pip install {package})")
+
+
+@dataclass
 class RunConfig:
     """A whole experiment: what to train, on what, and how to judge it."""
 
@@ -64,8 +88,9 @@ class RunConfig:
     output_dir: str = "runs"
     """Folder that holds run folders (relative paths are relative to the working directory)."""
     seed: int = 0
-    """Seed of task selection (which collect and eval tasks are played); training order and sampling
-    have their own seeds, ``sft.seed`` and ``generator.seed``."""
+    """The run's seed: it picks the collect and eval tasks and is the value of every other seed not set on
+    its own (``lora.init_seed``, ``router.seed``, ``sft.seed``, ``rl.seed``, ``generator.seed``), so one
+    number fixes task order, routing, training order and sampling."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Base model."""
     lora: LoraConfig = field(default_factory=LoraConfig)
@@ -86,6 +111,8 @@ class RunConfig:
     """Reinforcement learning on the RL share's tasks, after SFT."""
     eval: EvalConfig = field(default_factory=EvalConfig)
     """Evaluation on a held-out split."""
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    """Metric sinks besides ``metrics.jsonl``."""
 
     def validate(self) -> None:
         require(bool(self.name.strip()), "name", "must not be empty")

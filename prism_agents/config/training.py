@@ -59,7 +59,8 @@ class SFTConfig:
     adam_beta2: float = 0.999
     """AdamW beta2."""
     seed: int = 0
-    """Seed for example order and adapter dropout; the same seed and data give the same adapter."""
+    """Seed for example order and adapter dropout (the same seed and data give the same adapter); unless set,
+    the run's ``seed``."""
     progress: bool = True
     """Show a progress bar on the terminal."""
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import string
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -74,6 +75,11 @@ class TextEnv(gymnasium.Env[str, str]):
     @abstractmethod
     def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:
         """A hash of the content that defines ``task`` (a cache key that changes when the game changes)."""
+
+    @classmethod
+    def data_root(cls, config: EnvironmentConfig) -> Path | None:
+        """The folder the environment reads its games or catalog from (None: it reads no files)."""
+        return None
 
     @classmethod
     def split_description(cls, config: EnvironmentConfig, split: str) -> str:

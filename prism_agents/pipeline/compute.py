@@ -75,8 +75,12 @@ class ComputeLedger:
         started = time.perf_counter()
         yield record
         record.wall_clock_s = round(time.perf_counter() - started, 3)
+        self.record(name, record.to_dict())
+
+    def record(self, name: str, spent: dict) -> None:
+        """Save ``spent`` as stage ``name``'s compute (replacing an earlier record of it)."""
         stages = self._read()
-        stages[name] = record.to_dict()
+        stages[name] = spent
         write_json_atomic(self.path, stages)
 
     def totals(self) -> dict[str, dict]:

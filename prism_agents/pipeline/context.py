@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
-from prism_agents.config import RunConfig
-from prism_agents.config.generation import SamplingConfig
+from prism_agents.config import RunConfig, flat_config
+from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.environments import EnvPool, EnvSpec, select_tasks
 from prism_agents.io import read_jsonl
 from prism_agents.pipeline.compute import ComputeLedger, StageCompute
+from prism_agents.pipeline.metric_sinks import build_sinks
 from prism_agents.pipeline.metrics import MetricsLog
 from prism_agents.pipeline.rollout import play_episodes
 from prism_agents.pipeline.run_folder import RunFolder
@@ -23,18 +25,44 @@ from prism_agents.types import RoutingRecord, Task, Trajectory
 log = logging.getLogger(__name__)
 
 
+class SharedGenerators:
+    """Started generators, one per generator config and base model. A run owns one; ``prism-agents compare``
+    passes one to all its runs, so the comparison starts its engine once. Every run sets what is served
+    (adapter or base model) itself."""
+
+    def __init__(self) -> None:
+        self._generators: dict[str, Generator] = {}
+
+    def get(self, config: GeneratorConfig, base_model_path: str | Path) -> Generator:
+        """The generator of ``config`` on ``base_model_path``, started on first request."""
+        key = f"{Path(base_model_path).resolve()}|{config}"
+        if key not in self._generators:
+            log.info("starting the %s generator", config.name)
+            self._generators[key] = build_generator(config, base_model_path)
+        return self._generators[key]
+
+    def close(self) -> None:
+        """Stop every generator."""
+        for generator in self._generators.values():
+            generator.close()
+        self._generators.clear()
+
+
 class RunContext:
     """The run folder, ``metrics.jsonl``, ``compute.json``, the training-side policy and the generator.
 
     The policy and the generator are built on first use (a stage that needs
-    neither, such as ``collect``, never loads a model) and closed at the end.
+    neither, such as ``collect``, never loads a model). The generator is closed
+    at the end unless it comes from ``shared`` generators that outlive the run.
     """
 
-    def __init__(self, folder: RunFolder) -> None:
+    def __init__(self, folder: RunFolder, shared: SharedGenerators | None = None) -> None:
         self.folder = folder
         self.config: RunConfig = folder.config
-        self.metrics = MetricsLog(folder.metrics)
+        self.metrics = MetricsLog(folder.metrics, lambda: build_sinks(self.config.logging, folder.path, flat_config(self.config)))
         self.compute = ComputeLedger(folder.compute)
+        self._generators = shared or SharedGenerators()
+        self._owns_generators = shared is None
         self._policy: Policy | None = None
         self._generator: Generator | None = None
 
@@ -46,6 +74,10 @@ class RunContext:
             log.info("loading the policy (%s, adapter %s)", self.config.model.name, adapter or "new")
             self._policy = Policy.load(self.config.model, self.config.lora, adapter_path=adapter)
         return self._policy
+
+    def forget_policy(self) -> None:
+        """Drop the loaded policy; the next :meth:`policy` call loads the run's newest adapter again."""
+        self._policy = None
 
     def prompts(self) -> PromptBuilder:
         """The prompt builder for this run's environment and the policy's tokenizer."""
@@ -59,8 +91,7 @@ class RunContext:
     def generator(self) -> Generator:
         """The generator serving the policy's base model (started once per run)."""
         if self._generator is None:
-            log.info("starting the %s generator", self.config.generator.name)
-            self._generator = build_generator(self.config.generator, self.policy().base_model_path)
+            self._generator = self._generators.get(self.config.generator, self.policy().base_model_path)
         return self._generator
 
     def env_spec(self, split: str, expert: bool = False, max_steps: int | None = None) -> EnvSpec:
@@ -122,6 +153,7 @@ class RunContext:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        if self._generator is not None:
-            self._generator.close()
-            self._generator = None
+        self.metrics.close()
+        if self._owns_generators:
+            self._generators.close()
+        self._generator = None

@@ -15,11 +15,12 @@ to ``rl_state.pt`` after every iteration and restored on resume.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
 
-from prism_agents.config.rl import RewardConfig
+from prism_agents.config.rl import RewardConfig, RLConfig
 from prism_agents.io import read_jsonl, write_jsonl_atomic
 from prism_agents.learners.rl_samples import shaped_rewards
 from prism_agents.pipeline.compute import StageCompute
@@ -45,12 +46,20 @@ def rl_tasks(context: RunContext) -> list[Task]:
     return list(tasks.values())
 
 
+def planned_iterations(settings: RLConfig, num_tasks: int) -> int:
+    """``rl.iterations``, or with ``rl.task_passes`` the iterations that play each of ``num_tasks`` that often."""
+    if settings.task_passes is None:
+        return settings.iterations
+    return math.ceil(settings.task_passes * num_tasks / settings.tasks_per_iteration)
+
+
 def reinforcement_learning(context: RunContext, spent: StageCompute) -> StageOutcome:
     """Run the remaining RL iterations; each saves an adapter version and a line of ``rl_iterations.jsonl``."""
     settings = context.config.rl
     tasks = rl_tasks(context)
+    iterations = planned_iterations(settings, len(tasks))
     record_file = context.folder.rl_iterations
-    if not tasks or settings.iterations == 0:
+    if not tasks or iterations == 0:
         write_jsonl_atomic(record_file, [])
         reason = "no task was routed to RL" if not tasks else "rl.iterations is 0"
         return StageOutcome([record_file], {"tasks": len(tasks), "iterations": 0, "skipped": reason})
@@ -64,7 +73,7 @@ def reinforcement_learning(context: RunContext, spent: StageCompute) -> StageOut
     spec = context.env_spec(context.config.collect.split, max_steps=max_steps)
     order = list(tasks)
     random.Random(settings.seed).shuffle(order)
-    for iteration in range(len(finished), settings.iterations):
+    for iteration in range(len(finished), iterations):
         first = iteration * settings.tasks_per_iteration
         chosen = [order[(first + k) % len(order)] for k in range(settings.tasks_per_iteration)]
         clock = time.perf_counter()
@@ -73,7 +82,7 @@ def reinforcement_learning(context: RunContext, spent: StageCompute) -> StageOut
         clock = time.perf_counter()
         episodes = context.play(
             spec, [task for task in chosen for _ in range(settings.group_size)], settings.sampling, source, spent,
-            description=f"rl iteration {iteration + 1}/{settings.iterations}",
+            description=f"rl iteration {iteration + 1}/{iterations}",
         )
         timings["rollout_s"] = time.perf_counter() - clock
         clock = time.perf_counter()

@@ -32,15 +32,16 @@ class RunFolder:
         self.config = config
 
     @classmethod
-    def create(cls, config: RunConfig) -> RunFolder:
-        """A new, empty run folder holding the resolved config."""
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        root = Path(config.output_dir)
-        path = root / f"{config.name}-{stamp}"
-        suffix = 1
-        while path.exists():
-            suffix += 1
-            path = root / f"{config.name}-{stamp}-{suffix}"
+    def create(cls, config: RunConfig, path: Path | None = None) -> RunFolder:
+        """A new, empty run folder holding the resolved config: ``path``, or ``<output_dir>/<name>-<timestamp>``."""
+        if path is None:
+            stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            root = Path(config.output_dir)
+            path = root / f"{config.name}-{stamp}"
+            suffix = 1
+            while path.exists():
+                suffix += 1
+                path = root / f"{config.name}-{stamp}-{suffix}"
         path.mkdir(parents=True)
         write_text_atomic(path / CONFIG_FILE, to_yaml(config))
         return cls(path, config)
@@ -116,16 +117,22 @@ class RunFolder:
         record = self._stages().get(stage)
         return record is not None and all((self.path / output).exists() for output in record["outputs"])
 
-    def mark_done(self, stage: str, outputs: list[Path], result: dict[str, Any]) -> None:
-        """Record that ``stage`` finished, with its outputs and its summary ``result``."""
+    def mark_done(self, stage: str, outputs: list[Path], result: dict[str, Any], **provenance: str) -> None:
+        """Record that ``stage`` finished, with its outputs and its summary ``result``; ``provenance``
+        adds ``fingerprint`` (of a shareable stage) and ``shared_from`` (the run it was copied from)."""
         stages = self._stages()
         stages[stage] = {
             "finished_at": dt.datetime.now().isoformat(timespec="seconds"),
             "outputs": [str(output.relative_to(self.path)) for output in outputs],
             "result": result,
+            **provenance,
         }
         write_json_atomic(self.path / STAGES_FILE, stages)
 
+    def stage_record(self, stage: str) -> dict[str, Any]:
+        """What ``stages.json`` holds for a finished stage (outputs, result, fingerprint, shared_from)."""
+        return self._stages()[stage]
+
     def stage_result(self, stage: str) -> dict[str, Any]:
         """The summary a finished stage recorded."""
-        return self._stages()[stage]["result"]
+        return self.stage_record(stage)["result"]

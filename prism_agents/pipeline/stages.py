@@ -18,8 +18,10 @@ from prism_agents.pipeline.context import RunContext
 from prism_agents.pipeline.evaluation import summarize_episodes
 from prism_agents.pipeline.finetune import supervised_finetuning
 from prism_agents.pipeline.outcome import Stage, StageOutcome
+from prism_agents.pipeline.provenance import run_provenance, tasks_record
 from prism_agents.pipeline.reinforce import reinforcement_learning
 from prism_agents.pipeline.routing import probe, reprobe, route
+from prism_agents.reporting.curves import CURVES_FILE, write_training_curves
 from prism_agents.reporting.report import render_report
 
 
@@ -42,6 +44,7 @@ def collect(context: RunContext, spent: StageCompute) -> StageOutcome:
             "won": len(won),
             "expert_failures": len(demonstrations) - len(won),
             "mean_steps": sum(len(d.steps) for d in won) / len(won) if won else 0.0,
+            "data_files": tasks_record(spec, tasks),
         },
     )
 
@@ -63,6 +66,7 @@ def evaluate(context: RunContext, spent: StageCompute) -> StageOutcome:
         "max_steps": max_steps,
         "decoding": decoding,
         "data": spec.env_class().split_description(spec.config, settings.split),
+        "data_files": tasks_record(spec, tasks),
     }
     context.metrics.log(
         "eval", 0, {key: summary[key] for key in ("episodes", "success_rate", "mean_score")}, split=settings.split
@@ -79,13 +83,16 @@ def report(context: RunContext, spent: StageCompute) -> StageOutcome:
         "model": config.model.name,
         "environment": config.environment.name,
         "seed": config.seed,
+        "provenance": run_provenance(config),
     }
     for stage in ("collect", "probe", "route", "sft", "reprobe", "rl", "eval"):
         if folder.stage_done(stage):
             summary[stage] = folder.stage_result(stage)
+    curves = folder.path / CURVES_FILE
+    drawn = write_training_curves(folder.metrics, curves)
     write_json_atomic(folder.summary, summary)
-    write_text_atomic(folder.report, render_report(summary, context.compute.totals()))
-    return StageOutcome([folder.summary, folder.report], {})
+    write_text_atomic(folder.report, render_report(summary, context.compute.totals(), CURVES_FILE if drawn else None))
+    return StageOutcome([folder.summary, folder.report, *([curves] if drawn else [])], {})
 
 
 STAGES: dict[str, Stage] = {

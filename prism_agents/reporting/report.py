@@ -8,8 +8,8 @@ TASK_TYPE_ORDER = ("pick", "look", "clean", "heat", "cool", "pick2")
 """ALFWorld's task families in the order the literature tabulates them."""
 
 
-def render_report(summary: dict[str, Any], compute: dict[str, dict[str, Any]]) -> str:
-    """The Markdown report of a run."""
+def render_report(summary: dict[str, Any], compute: dict[str, dict[str, Any]], curves: str | None = None) -> str:
+    """The Markdown report of a run; ``curves`` names its training-curves image, if it has one."""
     lines = [f"# Run {summary['run']}", ""]
     lines += [f"- Model: `{summary['model']}`", f"- Environment: `{summary['environment']}`", f"- Seed: {summary['seed']}", ""]
     if "collect" in summary:
@@ -23,10 +23,14 @@ def render_report(summary: dict[str, Any], compute: dict[str, dict[str, Any]]) -
         lines += _sft_section(summary["reprobe"]["sft"])
     if "rl" in summary:
         lines += _rl_section(summary["rl"])
+    if curves:
+        lines += ["## Training curves", "", f"![SFT loss and RL episodes by step]({curves})", ""]
     if "eval" in summary:
         lines += _eval_section(summary["eval"])
     if compute:
         lines += _compute_section(compute)
+    if "provenance" in summary:
+        lines += _provenance_section(summary)
     return "\n".join(lines) + "\n"
 
 
@@ -160,3 +164,25 @@ def _compute_section(compute: dict[str, dict[str, Any]]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _provenance_section(summary: dict[str, Any]) -> list[str]:
+    provenance = summary["provenance"]
+    model = provenance["model"]
+    packages = ", ".join(f"{name} {version}" for name, version in provenance["packages"].items())
+    lines = [
+        "## Provenance",
+        "",
+        f"- Model `{model['name']}`: `{model['path']}`, files sha256 `{model['sha256']}`"
+        if model["sha256"]
+        else f"- Model `{model['name']}`: not found when the report was built ({model['unresolved']})",
+        f"- Packages: {packages}",
+    ]
+    for stage in ("collect", "eval"):
+        data = summary.get(stage, {}).get("data_files")
+        if data:
+            lines.append(
+                f"- {stage} data: {data['tasks']} task(s) of split `{data['split']}` from `{data['path']}`, "
+                f"content sha256 `{data['sha256']}`"
+            )
+    return lines + [""]

@@ -93,6 +93,10 @@ class ALFWorldEnv(TextEnv):
         return data.list_split_tasks(data.resolve_data_root(config.data_path), split, tuple(config.task_types))
 
     @classmethod
+    def data_root(cls, config: EnvironmentConfig) -> Path:
+        return data.resolve_data_root(config.data_path)
+
+    @classmethod
     def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:
         game_file = data.resolve_data_root(config.data_path) / task.task_id / data.GAME_FILE
         return hashlib.sha256(game_file.read_bytes()).hexdigest()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import Path
 from typing import Any, Optional
 
 from gymnasium import spaces
@@ -30,7 +31,7 @@ from prism_agents.config.environment import EnvironmentConfig, WebShopConfig
 from prism_agents.environments.base import TextEnv
 from prism_agents.environments.webshop.expert import oracle_action
 from prism_agents.environments.webshop.session import ShopSession
-from prism_agents.environments.webshop.shop import Shop, open_shop
+from prism_agents.environments.webshop.shop import Shop, open_shop, resolve_data_dir
 from prism_agents.registry import ENVIRONMENTS
 from prism_agents.types import Task
 
@@ -101,6 +102,10 @@ class WebShopEnv(TextEnv):
     @classmethod
     def list_tasks(cls, config: EnvironmentConfig, split: str) -> list[Task]:
         return _split_tasks(open_shop(config.data_path, config.webshop), config.webshop, split)
+
+    @classmethod
+    def data_root(cls, config: EnvironmentConfig) -> Path:
+        return resolve_data_dir(config.data_path)
 
     @classmethod
     def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:

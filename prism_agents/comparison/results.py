@@ -1,0 +1,137 @@
+"""``results.json``: every variant's evaluation, routing split and compute, over seeds.
+
+Per variant and evaluation split: success rate and score (each in [0, 1]) as mean, sample standard
+deviation over seeds (None with one seed) and the per-seed values, overall and per task type. Compute
+per variant is the mean over seeds of each stage's wall clock and of the training stages' tokens and
+estimated FLOPs; speedups are the baseline variant's training cost divided by the variant's.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from prism_agents.comparison.ablation import Ablation, run_name
+from prism_agents.config import RunConfig
+from prism_agents.environments import EnvSpec
+from prism_agents.pipeline.compute import ComputeLedger
+from prism_agents.pipeline.run_folder import RunFolder
+
+RESULTS_FILE = "results.json"
+TRAINING_STAGES = ("probe", "route", "sft", "reprobe", "rl")
+"""Stages whose cost is the training recipe's (the paper's cost: probe + SFT + RL); collect and eval are
+reported beside it."""
+REPORTED_STAGES = ("collect", *TRAINING_STAGES, "eval")
+TOKEN_COUNTS = ("trained_tokens", "probed_tokens", "scored_tokens", "generated_tokens", "prompt_tokens")
+
+
+def comparison_results(ablation: Ablation) -> dict[str, Any]:
+    """The comparison's results from its finished run folders."""
+    settings = ablation.config
+    splits = settings.eval_splits or [ablation.primary_split]
+    some_config = next(iter(ablation.runs.values()))
+    results: dict[str, Any] = {
+        "comparison": settings.name,
+        "experiment": str(ablation.experiment),
+        "model": some_config.model.name,
+        "environment": some_config.environment.name,
+        "seeds": list(settings.seeds),
+        "baseline": settings.baseline,
+        "common_overrides": list(settings.overrides),
+        "splits": {split: _split_description(some_config, split) for split in splits},
+        "variants": {},
+    }
+    for variant, overrides in settings.variants.items():
+        runs = [RunFolder.open(ablation.folder / "runs" / run_name(variant, seed)) for seed in settings.seeds]
+        results["variants"][variant] = {
+            "overrides": list(overrides),
+            "runs": [run.path.name for run in runs],
+            "routing": _routing(runs),
+            "evaluation": {split: _evaluation(_evaluation_runs(runs, split, split == splits[0])) for split in splits},
+            "compute": _compute(runs),
+        }
+    if settings.baseline is not None:
+        _add_speedups(results["variants"], settings.baseline)
+    return results
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (None for a single value) and the values themselves."""
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else None,
+        "values": list(values),
+    }
+
+
+def _split_description(config: RunConfig, split: str) -> str:
+    spec = EnvSpec(config.environment, split)
+    return spec.env_class().split_description(spec.config, split)
+
+
+def _evaluation_runs(runs: list[RunFolder], split: str, primary: bool) -> list[RunFolder]:
+    return runs if primary else [RunFolder.open(run.path.parent / f"{run.path.name}-{split}") for run in runs]
+
+
+def _evaluation(runs: list[RunFolder]) -> dict[str, Any]:
+    summaries = [run.stage_result("eval") for run in runs]
+    task_types = sorted({t for summary in summaries for t in summary["per_task_type"]})
+    return {
+        "episodes_per_seed": [summary["episodes"] for summary in summaries],
+        "failed_episodes": sum(summary["failed_episodes"] for summary in summaries),
+        "policy": [summary["policy"] for summary in summaries],
+        "success_rate": spread([summary["success_rate"] for summary in summaries]),
+        "score": spread([summary["mean_score"] for summary in summaries]),
+        "per_task_type": {task_type: _task_type(summaries, task_type) for task_type in task_types},
+    }
+
+
+def _task_type(summaries: list[dict[str, Any]], task_type: str) -> dict[str, Any]:
+    """One task type's success rate over the seeds whose evaluation drew tasks of that type."""
+    rows = [summary["per_task_type"][task_type] for summary in summaries if task_type in summary["per_task_type"]]
+    return {"episodes": sum(row["episodes"] for row in rows), "success_rate": spread([row["success_rate"] for row in rows])}
+
+
+def _routing(runs: list[RunFolder]) -> dict[str, Any]:
+    """Mean counts per destination over seeds, and the SFT and RL shares of the routed demonstrations
+    (``both`` counts toward each, as in the paper's "100% + 100%")."""
+    routes = [run.stage_result("route") for run in runs]
+    counts = {name: statistics.fmean(route["destinations"][name] for route in routes) for name in ("sft", "rl", "both")}
+    total = sum(counts.values())
+    return {
+        "router": routes[0]["router"],
+        "demonstrations": statistics.fmean(route["trajectories"] for route in routes),
+        "destinations": counts,
+        "sft_share": (counts["sft"] + counts["both"]) / total if total else 0.0,
+        "rl_share": (counts["rl"] + counts["both"]) / total if total else 0.0,
+    }
+
+
+def _compute(runs: list[RunFolder]) -> dict[str, Any]:
+    ledgers = [_ledger(run) for run in runs]
+    stage_seconds = {
+        stage: statistics.fmean(ledger.get(stage, {}).get("wall_clock_s", 0.0) for ledger in ledgers)
+        for stage in REPORTED_STAGES
+    }
+    training = [[ledger[stage] for stage in TRAINING_STAGES if stage in ledger] for ledger in ledgers]
+    return {
+        "stage_wall_clock_s": stage_seconds,
+        "stages_run": sorted({stage for ledger in ledgers for stage in ledger}),
+        "shared_stages": sorted({stage for ledger in ledgers for stage, spent in ledger.items() if "shared_from" in spent}),
+        "training_wall_clock_s": statistics.fmean(sum(s["wall_clock_s"] for s in spent) for spent in training),
+        "training_flops": statistics.fmean(sum(s["estimated_flops"] for s in spent) for spent in training),
+        **{count: statistics.fmean(sum(s[count] for s in spent) for spent in training) for count in TOKEN_COUNTS},
+    }
+
+
+def _ledger(run: RunFolder) -> dict[str, dict[str, Any]]:
+    return ComputeLedger(run.compute).totals()
+
+
+def _add_speedups(variants: dict[str, Any], baseline: str) -> None:
+    reference = variants[baseline]["compute"]
+    for entry in variants.values():
+        compute = entry["compute"]
+        for measure, key in (("training_wall_clock_s", "speedup_wall_clock"), ("training_flops", "speedup_flops")):
+            compute[key] = reference[measure] / compute[measure] if compute[measure] > 0 else None
