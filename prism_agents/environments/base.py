@@ -50,9 +50,15 @@ class TextEnv(gymnasium.Env[str, str]):
     observation_space = spaces.Text(MAX_TEXT_LENGTH, min_length=0, charset=TEXT_CHARSET)
     action_space = spaces.Text(MAX_TEXT_LENGTH, min_length=0, charset=TEXT_CHARSET)
 
-    def __init__(self, split: str, max_steps: int) -> None:
+    def __init__(self, split: str, max_steps: int, expert_type: str | None = None, render_mode: str | None = None) -> None:
+        """Checks what every benchmark checks: a step limit of at least 1, an ``expert_type`` among
+        :attr:`experts` (None: not checked) and no ``render_mode`` (text environments have none)."""
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1 (got {max_steps})")
+        if expert_type is not None and expert_type not in self.experts:
+            raise ValueError(f"{type(self).__name__}: unknown expert_type {expert_type!r}; known: {', '.join(self.experts)}")
+        if render_mode is not None:
+            raise ValueError(f"{type(self).__name__} has no render modes (got render_mode={render_mode!r})")
         self.split = split
         self.max_steps = max_steps
         self._task: Task | None = None

@@ -60,11 +60,7 @@ class ALFWorldEnv(TextEnv):
         expert_type: str = "planner",
         render_mode: Optional[str] = None,
     ) -> None:
-        super().__init__(split=split, max_steps=max_steps)
-        if expert_type not in self.experts:
-            raise ValueError(f"unknown ALFWorld expert_type {expert_type!r}; known: {', '.join(self.experts)}")
-        if render_mode is not None:
-            raise ValueError(f"ALFWorldEnv has no render modes (got render_mode={render_mode!r})")
+        super().__init__(split=split, max_steps=max_steps, expert_type=expert_type, render_mode=render_mode)
         self.data_root = data.resolve_data_root(data_path)
         self.win_reward = win_reward
         self.expert = expert

@@ -69,11 +69,7 @@ class WebShopEnv(TextEnv):
         render_mode: Optional[str] = None,
         **webshop: Any,
     ) -> None:
-        super().__init__(split=split, max_steps=max_steps)
-        if expert_type not in self.experts:
-            raise ValueError(f"unknown WebShop expert_type {expert_type!r}; known: {', '.join(self.experts)}")
-        if render_mode is not None:
-            raise ValueError(f"WebShopEnv has no render modes (got render_mode={render_mode!r})")
+        super().__init__(split=split, max_steps=max_steps, expert_type=expert_type, render_mode=render_mode)
         self.settings = WebShopConfig(**webshop)
         self.settings.validate()
         self.win_reward = win_reward
