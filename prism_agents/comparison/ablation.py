@@ -68,6 +68,10 @@ class Ablation:
     experiment: Path
     """The experiment YAML's absolute path."""
 
+    def run_path(self, variant: str, seed: int) -> Path:
+        """The run folder of ``variant`` at ``seed``."""
+        return self.folder / "runs" / run_name(variant, seed)
+
     def resolved_yaml(self) -> str:
         """The ablation as YAML with the experiment's absolute path (what the comparison folder keeps)."""
         return OmegaConf.to_yaml(OmegaConf.structured(dataclasses.replace(self.config, experiment=str(self.experiment))))
@@ -105,6 +109,11 @@ def load_ablation(path: str | Path, folder: Path | None = None) -> Ablation:
 def run_name(variant: str, seed: int) -> str:
     """The run folder name of ``variant`` at ``seed``."""
     return f"{variant}-seed{seed}"
+
+
+def extra_evaluation_name(run: str, split: str) -> str:
+    """The folder name of run ``run``'s final adapter evaluated on the further split ``split``."""
+    return f"{run}-{split}"
 
 
 def _check(settings: AblationConfig, source: Path) -> None:

@@ -24,7 +24,7 @@ def render_comparison(results: dict[str, Any], plot_file: str) -> str:
         "",
     ]
     for split, description in results["splits"].items():
-        lines += _results_section(variants, split, description, len(seeds))
+        lines += _results_section(variants, split, description)
     lines += _routing_section(variants)
     lines += _compute_section(variants, results["baseline"])
     lines += [
@@ -57,7 +57,7 @@ def comparison_headlines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _results_section(variants: dict[str, Any], split: str, description: str, num_seeds: int) -> list[str]:
+def _results_section(variants: dict[str, Any], split: str, description: str) -> list[str]:
     task_types = _tabulated_task_types(variants, split)
     episodes = sorted({n for entry in variants.values() for n in entry["evaluation"][split]["episodes_per_seed"]})
     header = "| variant | success rate (%) | score (mean x100) |" + "".join(f" {t} (%) |" for t in task_types)

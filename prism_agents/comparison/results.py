@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from prism_agents.comparison.ablation import Ablation, run_name
+from prism_agents.comparison.ablation import Ablation, extra_evaluation_name
 from prism_agents.config import RunConfig
 from prism_agents.environments import EnvSpec
 from prism_agents.pipeline.compute import ComputeLedger
@@ -43,7 +43,7 @@ def comparison_results(ablation: Ablation) -> dict[str, Any]:
         "variants": {},
     }
     for variant, overrides in settings.variants.items():
-        runs = [RunFolder.open(ablation.folder / "runs" / run_name(variant, seed)) for seed in settings.seeds]
+        runs = [RunFolder.open(ablation.run_path(variant, seed)) for seed in settings.seeds]
         results["variants"][variant] = {
             "overrides": list(overrides),
             "runs": [run.path.name for run in runs],
@@ -71,7 +71,7 @@ def _split_description(config: RunConfig, split: str) -> str:
 
 
 def _evaluation_runs(runs: list[RunFolder], split: str, primary: bool) -> list[RunFolder]:
-    return runs if primary else [RunFolder.open(run.path.parent / f"{run.path.name}-{split}") for run in runs]
+    return runs if primary else [RunFolder.open(run.path.parent / extra_evaluation_name(run.path.name, split)) for run in runs]
 
 
 def _evaluation(runs: list[RunFolder]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from prism_agents.comparison.ablation import Ablation, run_name
+from prism_agents.comparison.ablation import Ablation, extra_evaluation_name
 from prism_agents.comparison.plot import write_pareto_plot
 from prism_agents.comparison.report import render_comparison
 from prism_agents.comparison.results import RESULTS_FILE, comparison_results
@@ -46,7 +46,7 @@ def run_comparison(ablation: Ablation) -> dict:
     folder = ablation.folder
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(folder / ABLATION_FILE, ablation.resolved_yaml())
-    runs = {key: open_run(folder / "runs" / run_name(*key), config, key[0]) for key, config in ablation.runs.items()}
+    runs = {key: open_run(ablation.run_path(*key), config, key[0]) for key, config in ablation.runs.items()}
     generators = SharedGenerators()
     try:
         for run in runs.values():
@@ -106,7 +106,7 @@ def open_run(path: Path, config: RunConfig, variant: str) -> RunFolder:
 def extra_evaluation(run: RunFolder, split: str) -> RunFolder:
     """The run folder evaluating ``run``'s final adapter on ``split`` (created with the adapter copied in)."""
     config = dataclasses.replace(
-        run.config, name=f"{run.path.name}-{split}", eval=dataclasses.replace(run.config.eval, split=split)
+        run.config, name=extra_evaluation_name(run.path.name, split), eval=dataclasses.replace(run.config.eval, split=split)
     )
     extra = open_run(run.path.parent / config.name, config, run.path.name)
     version = run.latest_adapter_version()
