@@ -44,10 +44,10 @@ from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.config.model import LoraConfig, ModelConfig
 from prism_agents.config.training import PromptConfig
 from prism_agents.environments import ALFWorldEnv, collect_demonstrations, select_tasks
-from prism_agents.learners.sft import action_token_loss, collate
+from prism_agents.learners.tokens import action_token_loss, collate
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
-from prism_agents.routers.probe import GradientProbe, probe_batches
+from prism_agents.routers.probe import GradientProbe
 from prism_agents.types import Trajectory
 
 TARGET_RATIO = 1.5
@@ -117,9 +117,7 @@ def main() -> None:
     loop = GradientProbe(policy, prompts)
     batched = GradientProbe(policy, prompts, batch_tokens=args.batch_tokens)
     examples = [loop.examples(trajectory) for trajectory in trajectories]
-    batches = probe_batches(
-        [max(len(e.input_ids) for e in item) for item in examples], [len(item) for item in examples], args.batch_tokens
-    )
+    batches = batched.batches(examples)
     loop.probe(trajectories[:1])  # warm-up: first-call allocations and kernel choices
 
     rounds: list[dict[str, list[float]]] = []

@@ -1,88 +1,144 @@
-"""Where an RL iteration's wall clock goes, from a finished run, against the project's RL targets.
+"""One RL iteration of a finished run, measured again for each training-sequence layout, against the RL targets.
 
-A run's RL stage times every iteration (``rl_iterations.jsonl``: ``sync_s`` =
-serving the newest adapter and checking it, ``rollout_s`` = playing the
-iteration's episodes, ``update_s`` = the learner's update and saving the
-adapter) and splits its rollouts into generation and environment time
-(``compute.json``, stage ``rl``: ``generation_s``, ``env_s``). This script
-collects those measurements for one run and checks them against the targets:
+The run's RL stage is played again from its SFT adapter on copies of the run folder, once per
+``rl.sequences`` layout, with the same config and seed (so the same episodes): ``episode`` (the engine now:
+one sequence per episode) and ``step`` (one sequence per step, each holding its whole prompt: how the learner
+trained before). Each replay is a ``prism-agents run --resume`` of the copy in a subprocess, with the
+evaluation switched off; its ``rl_iterations.jsonl`` and ``compute.json`` give, per iteration, the adapter
+sync (serving the committed adapter in the running engine and checking it), the rollouts (generation and
+environment time), the update, the trained tokens and the padding share; the subprocess's CPU time over its
+wall clock gives its CPU use (200 % = both cores of this machine). The episodes' own tokens (``served_tokens``:
+with full history the last prompt plus the last completion of each episode) bound the trained tokens of one
+epoch. The episode layout plays ``--iterations`` iterations so that the sync of versions after the first (the
+engine already running) is measured; the step layout plays one.
 
-* environment time at most 15 % of the rollout wall clock (parallel workers);
-* adapter sync (save + load + check) under 0.5 s a version;
-* vLLM generation with the current adapter at least 4x HF + peft at batch 16:
-  read from ``benchmarks/results/generation.json`` (``benchmarks/generation.py``),
-  best vLLM serving mode against HF with the adapter.
+The engine as it was before the in-place sync (an engine restart per adapter version) is no longer in the
+code; its figures come from ``--before`` (``benchmarks/results/rl_iteration_before.json``, measured on this
+machine by that code on the same config).
 
-    python benchmarks/rl_iteration.py runs/alfworld-prism-20261123-035344
+    python benchmarks/rl_iteration.py runs/alfworld-prism-20261201-150000
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
-import yaml
+from prism_agents.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from prism_agents.pipeline.run_folder import RunFolder
 
-ENV_SHARE_TARGET = 0.15
 SYNC_TARGET_S = 0.5
+ITERATION_SPEEDUP_TARGET = 3.0
 VLLM_SPEEDUP_TARGET = 4.0
+LAYOUTS = ("episode", "step")
+
+
+def replay(run: Path, layout: str, iterations: int, scratch: Path) -> dict:
+    """The RL stage of ``run`` played again on a copy with ``rl.sequences=layout`` for ``iterations``: their
+    timings, the stage's generation / environment time, and the subprocess's CPU use."""
+    copy = scratch / f"{run.name}-{layout}"
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tensorboard", "wandb", "mlruns"))
+    write_jsonl_atomic(copy / "rl_iterations.jsonl", [])
+    RunFolder(copy).discard_from("rl")
+    command = [sys.executable, "-m", "prism_agents.cli", "run", "--resume", str(copy), f"rl.sequences={layout}",
+               f"rl.iterations={iterations}", "eval.num_tasks=0"]
+    before, started = os.times(), time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall, after = time.perf_counter() - started, os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    stage = json.loads((copy / "compute.json").read_text())["rl"]
+    iterations = read_jsonl(copy / "rl_iterations.jsonl")
+    keys = ("iteration", "episodes", "mean_steps", "success_rate", "sync_s", "rollout_s", "update_s", "served_tokens",
+            "tokens_trained", "padding_share")
+    return {
+        "rl.sequences": layout,
+        "iterations": [{key: line.get(key) for key in keys} for line in iterations],
+        "generation_s": round(stage["generation_s"], 2),
+        "env_s": round(stage["env_s"], 2),
+        "process_wall_s": round(wall, 1),
+        "process_cpu_percent": round(100 * cpu / wall, 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_folder", type=Path, help="a finished prism-agents run with an rl stage")
+    parser.add_argument("--iterations", type=int, default=3, help="RL iterations of the episode layout (>= 2 measures "
+                        "the sync of versions after the first, with the engine running)")
+    parser.add_argument("--before", type=Path, default=Path("benchmarks/results/rl_iteration_before.json"))
     parser.add_argument("--generation", type=Path, default=Path("benchmarks/results/generation.json"))
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/rl_iteration.json"))
     args = parser.parse_args()
-
-    iterations_file = args.run_folder / "rl_iterations.jsonl"
-    if not iterations_file.is_file():
+    if not (args.run_folder / "rl_iterations.jsonl").is_file():
         raise SystemExit(f"{args.run_folder}: no rl_iterations.jsonl (a run whose rl stage ran is needed)")
-    iterations = [json.loads(line) for line in iterations_file.read_text().splitlines() if line.strip()]
-    if not iterations:
-        raise SystemExit(f"{iterations_file}: no finished RL iteration")
-    stage = json.loads((args.run_folder / "compute.json").read_text())["rl"]
-    generator = yaml.safe_load((args.run_folder / "config.yaml").read_text())["generator"]
-    rollout_s = sum(line["rollout_s"] for line in iterations)
-    env_share = stage["env_s"] / rollout_s
+
+    with tempfile.TemporaryDirectory(prefix="rl-iteration-") as scratch:
+        layouts = {
+            layout: replay(args.run_folder, layout, args.iterations if layout == "episode" else 1, Path(scratch))
+            for layout in LAYOUTS
+        }
+    now, old_layout = layouts["episode"]["iterations"][0], layouts["step"]["iterations"][0]
+    before = json.loads(args.before.read_text())["iterations"][0]
     generation = json.loads(args.generation.read_text())["runs"]
     best_vllm = max(("vllm_lora", "vllm_merged"), key=lambda mode: generation[mode]["generated_tokens_per_s"])
-    speedup = generation[best_vllm]["generated_tokens_per_s"] / generation["hf_lora"]["generated_tokens_per_s"]
-    sync = [line["sync_s"] for line in iterations]
+    vllm_speedup = generation[best_vllm]["generated_tokens_per_s"] / generation["hf_lora"]["generated_tokens_per_s"]
+    rollout = now["rollout_s"]
+    env_share = layouts["episode"]["env_s"] / rollout if rollout else 0.0
+    iteration_now = now["sync_s"] + now["rollout_s"] + now["update_s"]
+    iteration_before = before["sync_s"] + before["rollout_s"] + before["update_s"]
+    same_episodes = (now["episodes"], now["mean_steps"], now["success_rate"]) == (
+        old_layout["episodes"], old_layout["mean_steps"], old_layout["success_rate"]
+    )
     result = {
         "run": args.run_folder.name,
-        "generator": {"name": generator["name"], "adapter_serving": generator["adapter_serving"]},
-        "iterations": [
-            {key: line[key] for key in ("iteration", "episodes", "mean_steps", "sync_s", "rollout_s", "update_s", "tokens_trained")}
-            for line in iterations
-        ],
-        "rollout_s": round(rollout_s, 2),
-        "generation_s": round(stage["generation_s"], 2),
-        "env_s": round(stage["env_s"], 2),
-        "update_s": round(sum(line["update_s"] for line in iterations), 2),
-        "sync_s": round(sum(sync), 2),
+        "layouts": layouts,
+        "same_episodes_in_both_layouts": same_episodes,
+        "update_speedup_episode_vs_step": round(old_layout["update_s"] / now["update_s"], 2),
+        "trained_tokens_episode_vs_step": [now["tokens_trained"], old_layout["tokens_trained"]],
+        "served_tokens": now["served_tokens"],
+        "before": {"source": str(args.before), "iteration": before},
+        "first_iteration_s": {"now": round(iteration_now, 1), "before": round(iteration_before, 1)},
+        "iteration_speedup_vs_before": round(iteration_before / iteration_now, 2),
         "env_share_of_rollout": round(env_share, 4),
-        "vllm_vs_hf_generation": {"mode": best_vllm, "speedup": round(speedup, 2), "source": str(args.generation)},
+        "vllm_vs_hf_generation": {"mode": best_vllm, "speedup": round(vllm_speedup, 2), "source": str(args.generation)},
         "targets": {
-            "env_share_at_most": ENV_SHARE_TARGET,
-            "sync_s_under": SYNC_TARGET_S,
+            "sync_s_at_most": SYNC_TARGET_S,
+            "iteration_speedup_at_least": ITERATION_SPEEDUP_TARGET,
             "vllm_speedup_at_least": VLLM_SPEEDUP_TARGET,
         },
-        "targets_met": {
-            "env_share": env_share <= ENV_SHARE_TARGET,
-            "sync": max(sync) < SYNC_TARGET_S,
-            "vllm_speedup": speedup >= VLLM_SPEEDUP_TARGET,
-        },
+    }
+    later_syncs = [line["sync_s"] for line in layouts["episode"]["iterations"][1:]]
+    result["targets_met"] = {
+        "sync_after_engine_start": bool(later_syncs) and max(later_syncs) <= SYNC_TARGET_S,
+        "iteration_speedup": iteration_before / iteration_now >= ITERATION_SPEEDUP_TARGET,
+        "trained_tokens_within_served": now["tokens_trained"] <= now["served_tokens"],
+        "vllm_speedup": vllm_speedup >= VLLM_SPEEDUP_TARGET,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"run {result['run']}: {len(iterations)} RL iteration(s)")
-    print(f"rollouts {rollout_s:.1f} s = generation {stage['generation_s']:.1f} s + environment {stage['env_s']:.1f} s "
-          f"({100 * env_share:.1f} % env; target <= {100 * ENV_SHARE_TARGET:.0f} %)")
-    print(f"update {result['update_s']} s, adapter sync {result['sync_s']} s (max {max(sync):.2f} s a version; target < {SYNC_TARGET_S} s)")
-    print(f"generation: {best_vllm} {speedup:.2f}x HF + peft at batch 16 (target >= {VLLM_SPEEDUP_TARGET}x), from {args.generation}")
-    print(f"targets met: {result['targets_met']}; written to {args.output}")
+    write_json_atomic(args.output, result)
+
+    print(f"run {result['run']}: first RL iteration replayed per rl.sequences layout (same config and seed)")
+    print(f"served tokens of the first iteration's episodes: {now['served_tokens']:.0f}")
+    print(f"{'layout':<8} {'sync s':>7} {'rollout s':>9} {'update s':>8} {'trained tok':>11} {'padding':>7} {'CPU %':>6}")
+    for layout, measured in layouts.items():
+        first = measured["iterations"][0]
+        print(f"{layout:<8} {first['sync_s']:>7.2f} {first['rollout_s']:>9.1f} {first['update_s']:>8.1f} "
+              f"{first['tokens_trained']:>11.0f} {first['padding_share']:>7.3f} {measured['process_cpu_percent']:>6.1f}")
+    print(f"before (engine restart per version, one sequence per step; {args.before}): sync {before['sync_s']:.2f} s, "
+          f"rollout {before['rollout_s']:.1f} s, update {before['update_s']:.1f} s, {before['tokens_trained']:.0f} tokens")
+    print(f"first iteration {iteration_now:.1f} s now vs {iteration_before:.1f} s before: "
+          f"{result['iteration_speedup_vs_before']}x (target >= {ITERATION_SPEEDUP_TARGET}x)")
+    print(f"sync of later versions (engine running): {later_syncs or 'only one iteration'} (target <= {SYNC_TARGET_S} s)")
+    print(f"environment {100 * env_share:.1f} % of rollout wall clock; generation: {best_vllm} {vllm_speedup:.2f}x HF + peft "
+          f"at batch 16 (target >= {VLLM_SPEEDUP_TARGET}x), from {args.generation}")
+    print(f"same episodes in both layouts: {same_episodes}; targets met: {result['targets_met']}; written to {args.output}")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,13 @@ class Step(JsonRecord):
     completion_logprobs: list[float] | None = None
     """Log-probability of each generated token under the serving policy (temperature 1); None for expert steps."""
     prompt_tokens: int = 0
-    """Length in tokens of the prompt the policy answered (rebuilt exactly by the run's PromptBuilder); 0 for expert steps."""
+    """Length in tokens of the whole prompt the policy answered; 0 for expert steps."""
+    prompt_token_ids: list[int] | None = None
+    """Token ids fed to the policy before this step's completion: the whole prompt, or with
+    ``continues_context`` what followed the previous step's prompt and completion; None for expert steps."""
+    continues_context: bool = False
+    """True when the served prompt was the previous step's prompt and completion followed by
+    ``prompt_token_ids`` (full history: one growing context per episode); False when it started afresh."""
 
 
 @dataclass

@@ -13,10 +13,11 @@ from tiny_model import sample_trajectory
 
 from prism_agents.config.model import LoraConfig
 from prism_agents.config.training import PromptConfig
-from prism_agents.learners.sft import action_token_loss, collate
+from prism_agents.learners.tokens import action_token_loss, collate
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
-from prism_agents.routers.probe import PROJECTIONS, GradientProbe, find_projections, probe_batches
+from prism_agents.learners.tokens import fit_example, length_batches
+from prism_agents.routers.probe import PROJECTIONS, GradientProbe, find_projections
 
 
 def load(model_config, history="full", adapter_seed=None):
@@ -95,8 +96,7 @@ def test_batched_probe_equals_one_trajectory_at_a_time(model_config, history):
     trajectories = trajectories_of_different_lengths()
     batched = GradientProbe(policy, prompts, batch_tokens=2400)
     examples = [batched.examples(trajectory) for trajectory in trajectories]
-    widths = [max(len(example.input_ids) for example in item) for item in examples]
-    batches = probe_batches(widths, [len(item) for item in examples], 2400)
+    batches = batched.batches(examples)
     assert 1 < len(batches) < len(trajectories), batches  # several trajectories share a batch, and not all of them
     one_by_one = GradientProbe(policy, prompts).probe(trajectories)
     together = batched.probe(trajectories)
@@ -154,12 +154,16 @@ def test_losses_without_gradients_are_the_same_losses(model_config, history):
         assert losses_only[0].loss == pytest.approx(action_token_loss(policy.model, ids, attention, mask)[0].item(), rel=1e-5)
 
 
-def test_examples_are_cut_to_max_tokens(model_config):
+def test_long_examples_follow_the_kernels_truncation_rule(model_config):
     policy, prompts = load(model_config)
     (whole,) = prompts.examples(sample_trajectory())
-    limit = whole.loss_mask.index(1) + 3  # keeps the first action's first three tokens
+    spans = [i for i in range(1, len(whole.loss_mask)) if whole.loss_mask[i] and not whole.loss_mask[i - 1]]
+    last_action = sum(whole.loss_mask[spans[-1]:])
+    limit = len(whole.input_ids) - spans[-1] + len(prompts.system_ids()) + 5  # the last action and 5 tokens before it
     [result] = GradientProbe(policy, prompts, max_tokens=limit).probe([sample_trajectory()])
-    assert (result.tokens, result.action_tokens) == (limit, 3)
+    (fitted, _) = fit_example(whole, limit, prompts.system_ids())
+    assert (result.tokens, result.action_tokens) == (limit, sum(fitted.loss_mask[1:])) and result.action_tokens >= last_action
+    assert fitted.input_ids[: len(prompts.system_ids())] == prompts.system_ids()  # the system prompt stays in front
 
 
 def test_clear_errors(model_config):
@@ -167,9 +171,8 @@ def test_clear_errors(model_config):
     empty = dataclasses.replace(sample_trajectory(), trajectory_id="expert:empty", steps=[])
     with pytest.raises(ValueError, match="'expert:empty' has no action token"):
         GradientProbe(policy, prompts).probe([sample_trajectory(), empty])
-    (whole,) = prompts.examples(sample_trajectory())
-    with pytest.raises(ValueError, match="'expert:sample' has no action token"):
-        GradientProbe(policy, prompts, max_tokens=whole.loss_mask.index(1)).probe([sample_trajectory()])
+    with pytest.raises(ValueError, match="'expert:sample' has no action token"):  # not even its last action fits
+        GradientProbe(policy, prompts, max_tokens=3).probe([sample_trajectory()])
     with pytest.raises(ValueError, match="target must be one of base, lora .got 'adapter'"):
         GradientProbe(policy, prompts, target="adapter")
     with pytest.raises(ValueError, match="batch_tokens"):
@@ -196,13 +199,15 @@ def test_matrix_names_follow_layers_then_projections(model_config):
     assert names == [f"layer.{layer}.{projection}" for layer in range(2) for projection in PROJECTIONS]
 
 
-def test_probe_batches_are_deterministic_and_respect_the_budget():
+def test_probe_batches_are_deterministic_and_respect_the_budget_and_the_padding_cap():
     widths, rows = [300, 100, 200, 100, 900, 250], [1, 2, 1, 1, 1, 3]
-    batches = probe_batches(widths, rows, 1000)
-    assert batches == [[1, 3, 2], [5], [0], [4]]
+    batches = length_batches(widths, 1000, rows=rows)
+    assert batches == [[1, 3], [2, 5], [0], [4]]  # [1, 3, 2] fits the budget but would hold 37.5 % padding
     assert all(sum(rows[i] for i in batch) * max(widths[i] for i in batch) <= 1000 for batch in batches if len(batch) > 1)
-    assert probe_batches(widths, rows, 0) == [[1], [3], [2], [5], [0], [4]]
-    assert probe_batches([2000], [1], 1000) == [[0]]
+    # item 5's three rows hold 600 real tokens, not 750: its own 150 padding tokens do not count against the cap
+    assert length_batches(widths, 1000, rows=rows, tokens=[300, 200, 200, 100, 900, 600]) == batches
+    assert length_batches(widths, 0, rows=rows) == [[1], [3], [2], [5], [0], [4]]
+    assert length_batches([2000], 1000) == [[0]]
 
 
 MEMORY_SCRIPT = textwrap.dedent(
@@ -213,7 +218,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     from tiny_model import sample_trajectory
     from prism_agents.config.model import LoraConfig, ModelConfig
     from prism_agents.config.training import PromptConfig
-    from prism_agents.learners.sft import action_token_loss, collate
+    from prism_agents.learners.tokens import action_token_loss, collate
     from prism_agents.policies.lora import Policy
     from prism_agents.policies.prompts import PromptBuilder
     from prism_agents.routers.probe import GradientProbe

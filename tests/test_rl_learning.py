@@ -17,8 +17,8 @@ from prism_agents.cli import main
 from prism_agents.config.rl import RLConfig
 from prism_agents.io import read_jsonl
 from prism_agents.learners import Learner
-from prism_agents.learners.rl_samples import step_samples
-from prism_agents.learners.sft import action_token_loss, collate
+from prism_agents.learners.rl_samples import rl_samples
+from prism_agents.learners.tokens import action_token_loss, collate
 from run_arguments import EXPERIMENT, last_line
 
 TOY = [
@@ -66,7 +66,7 @@ class WinnerCloning(Learner):
     config_class = RLConfig
 
     def train(self, policy, data, *, prompts, on_step=None):
-        samples = [sample for sample in step_samples(data, prompts) if data[sample.episode].won]
+        samples = [sample for sample in rl_samples(data) if data[sample.episode].won]
         if not samples:
             return {"tokens_trained": 0, "won_samples": 0}
         ids, attention, mask = collate(samples, policy.tokenizer.pad_token_id, policy.device)

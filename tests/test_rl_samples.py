@@ -1,31 +1,25 @@
-"""RL samples: reward shaping and where the invalid-action penalty enters, each policy step rebuilt as exactly the
-prompt it was served plus its tokens, and a truncated episode's final state."""
+"""RL samples: reward shaping and where the invalid-action penalty enters, samples made of exactly the served
+tokens (one per step, or one per episode with full history), and a truncated episode's final state."""
 
 import dataclasses
 
 import pytest
-from tiny_model import build_tokenizer, sample_trajectory
+from tiny_model import as_served, build_tokenizer, sample_trajectory
 
 from prism_agents.config.rl import RewardConfig, RLConfig
 from prism_agents.config.training import PromptConfig
 from prism_agents.learners.grpo import GroupAdvantages
-from prism_agents.learners.rl_samples import final_state_sample, penalised_advantages, shaped_rewards, step_samples
-from prism_agents.policies.prompts import PromptBuilder
+from prism_agents.learners.rl_samples import final_state_sample, penalised_advantages, rl_samples, shaped_rewards
+from prism_agents.policies.prompts import PromptBuilder, served_context
 from prism_agents.types import Trajectory
 
 
 def played(prompts: PromptBuilder, invalid_step: int | None = None):
-    """The sample episode as if a policy had played it: sampled tokens, log-probs and served prompt lengths."""
-    episode = sample_trajectory("policy:v1:train:0")
-    steps = []
+    """The sample episode as if a policy had played it: served tokens, log-probs, one invalid step if asked."""
+    episode = as_served(sample_trajectory("policy:v1:train:0"), prompts)
     for index, step in enumerate(episode.steps):
-        prompt = prompts.prompt_ids(episode.instruction, steps, step.observation, step.admissible_actions)
-        tokens = prompts.tokenizer(step.action, add_special_tokens=False).input_ids
-        steps.append(dataclasses.replace(
-            step, completion_token_ids=tokens, completion_logprobs=[-0.5] * len(tokens), prompt_tokens=len(prompt),
-            valid_action=index != invalid_step,
-        ))
-    return dataclasses.replace(episode, steps=steps)
+        step.valid_action = index != invalid_step
+    return episode
 
 
 @pytest.fixture(params=["window", "full"])
@@ -45,23 +39,58 @@ def test_rewards_pay_the_win_times_the_score_on_the_last_step_and_charge_the_pen
 
 def test_every_step_becomes_its_served_prompt_plus_its_completion(prompts):
     episode = played(prompts)
-    samples = step_samples([episode, episode], prompts)
+    samples = rl_samples([episode, episode], "step")
     assert [(s.episode, s.step) for s in samples] == [(e, t) for e in (0, 1) for t in range(4)]
-    for sample, step in zip(samples, episode.steps):
+    for index, (sample, step) in enumerate(zip(samples, episode.steps)):
         prompt_length = len(sample.input_ids) - len(step.completion_token_ids)
         assert prompt_length == step.prompt_tokens
+        assert sample.input_ids == served_context(episode.steps[: index + 1])
         assert sample.input_ids[prompt_length:] == step.completion_token_ids
         assert sample.loss_mask == [0] * prompt_length + [1] * len(step.completion_token_ids)
         assert sample.old_logprobs == step.completion_logprobs
+        assert sample.decisions == [(index, prompt_length - 1)] and set(sample.token_steps) == {index}
 
 
-def test_a_changed_prompt_setting_or_an_expert_step_is_refused(prompts):
+def test_full_history_episode_is_one_sample_of_its_served_context(prompts):
     episode = played(prompts)
-    other = PromptBuilder(prompts.tokenizer, PromptConfig(history=prompts.config.history, max_admissible_actions=1), "alfworld")
-    with pytest.raises(ValueError, match="step 0: the rebuilt prompt has .* tokens but the served one had"):
-        step_samples([episode], other)
-    with pytest.raises(ValueError, match="expert:sample step 0: no sampled tokens recorded"):
-        step_samples([sample_trajectory()], prompts)
+    samples = rl_samples([episode], "episode")
+    if prompts.config.history == "window":  # every prompt starts afresh: one sample per step either way
+        assert samples == rl_samples([episode], "step")
+        return
+    (sample,) = samples
+    assert sample.input_ids == served_context(episode.steps) and sample.step is None
+    assert [index for index, _ in sample.decisions] == [0, 1, 2, 3]
+    for (index, position), step in zip(sample.decisions, episode.steps):
+        assert position + 1 == step.prompt_tokens  # the token before the completion: the end of its served prompt
+        completion = slice(position + 1, position + 1 + len(step.completion_token_ids))
+        assert sample.input_ids[completion] == step.completion_token_ids and set(sample.loss_mask[completion]) == {1}
+    assert sum(sample.loss_mask) == len(sample.old_logprobs) == sum(len(s.completion_token_ids) for s in episode.steps)
+    assert sample.token_steps == [index for index, s in enumerate(episode.steps) for _ in s.completion_token_ids]
+    for index, step in enumerate(episode.steps):  # canonical completions: the served prompt is the rendered one
+        shown = prompts.prompt_ids(episode.instruction, episode.steps[:index], step.observation, step.admissible_actions)
+        assert sample.input_ids[: step.prompt_tokens] == shown
+
+
+def test_a_completion_cut_without_end_of_turn_is_closed_in_the_next_prompt(prompts):
+    if prompts.config.history == "window":
+        return
+    cut = [prompts.tokenizer("go to", add_special_tokens=False).input_ids] * 4  # max_new_tokens reached each time
+    episode = as_served(sample_trajectory("policy:v1:train:0"), prompts, completions=cut)
+    eos = prompts.tokenizer.convert_tokens_to_ids(prompts.tokenizer.eos_token)
+    assert all(step.prompt_token_ids[0] == eos for step in episode.steps[1:])
+    (sample,) = rl_samples([episode])
+    assert sample.input_ids == served_context(episode.steps) and sum(sample.loss_mask) == 4 * len(cut[0])
+
+
+def test_a_damaged_record_or_an_expert_step_is_refused(prompts):
+    episode = played(prompts)
+    episode.steps[2].prompt_tokens += 1
+    with pytest.raises(ValueError, match="step 2: the recorded tokens make a .*-token prompt but the served one had"):
+        rl_samples([episode])
+    with pytest.raises(ValueError, match="expert:sample step 0: no served tokens recorded"):
+        rl_samples([sample_trajectory()])
+    with pytest.raises(ValueError, match="rl.sequences must be one of episode, step"):
+        rl_samples([played(prompts)], "turn")
 
 
 def test_penalty_at_advantage_leaves_the_rewards_and_charges_only_the_invalid_step(prompts):
@@ -97,8 +126,13 @@ def test_final_state_is_the_prompt_the_next_step_would_have_been_served(prompts)
     )
     sample = final_state_sample(episode, 3, prompts)
     expected = prompts.prompt_ids(episode.instruction, episode.steps, "You arrive at drawer 1.", ["look"])
+    if prompts.config.history == "full":  # the served context, then the next turn
+        added, _ = prompts.next_prompt_ids(episode.instruction, episode.steps, "You arrive at drawer 1.", ["look"])
+        assert added == expected[-len(added):]
+        expected = served_context(episode.steps) + added
     assert sample.input_ids == expected and sample.loss_mask == [0] * len(expected)
     assert (sample.episode, sample.step, sample.old_logprobs) == (3, 4, [])
+    assert sample.decisions == [(4, len(expected) - 1)]
     with pytest.raises(ValueError, match="truncated, but no final_observation recorded"):
         final_state_sample(dataclasses.replace(episode, final_observation=None), 0, prompts)
 

@@ -13,7 +13,8 @@ from prism_agents.cli import main
 from prism_agents.config.base import ConfigValueError
 from prism_agents.config.model import LoraConfig, ModelConfig
 from prism_agents.config.training import PromptConfig, SFTConfig
-from prism_agents.learners.sft import SFTLearner, action_token_loss, collate, learning_rate_factor, length_batches
+from prism_agents.learners.sft import SFTLearner, learning_rate_factor
+from prism_agents.learners.tokens import action_token_loss, collate, length_batches
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
 from prism_agents.registry import LEARNERS
@@ -170,7 +171,7 @@ def test_empty_sft_set_is_an_error(model_config):
 @pytest.mark.slow
 def test_one_sft_step_on_the_embedded_model(tmp_path):
     policy = Policy.load(ModelConfig(device="cpu"), LoraConfig())
-    prompts = PromptBuilder(policy.tokenizer, PromptConfig(), "alfworld")
+    prompts = PromptBuilder(policy.tokenizer, PromptConfig(history="full"), "alfworld")  # one example: one batch
     examples = prompts.examples(sample_trajectory())
     before = mean_action_loss(policy, examples)
     config = SFTConfig(epochs=1, batch_tokens=100_000, learning_rate=1e-3, warmup_ratio=0.0, progress=False)

@@ -6,11 +6,13 @@ template) that transformers, peft and vLLM can all load. The tokenizer is a
 byte-level BPE trained in a fraction of a second on a small built-in corpus of
 household-game text, so every string encodes (unknown words fall back to bytes).
 Weights come from a fixed seed: the same call always gives the same model.
-``sample_trajectory()`` is a hand-written four-step expert episode in ALFWorld's wording.
+``sample_trajectory()`` is a hand-written four-step expert episode in ALFWorld's wording;
+``as_served(episode, prompts)`` records it as if a policy had played it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from prism_agents.config.model import ModelConfig
+from prism_agents.policies.prompts import served_context
 from prism_agents.types import Step, Task, Trajectory
 
 PAD_TOKEN = "<|endoftext|>"
@@ -158,6 +161,23 @@ def sample_trajectory(trajectory_id: str = "expert:sample") -> Trajectory:
         score=1.0,
         source="expert:handcoded",
     )
+
+
+def as_served(episode: Trajectory, prompts, completions: list[list[int]] | None = None, logprob: float = -0.5) -> Trajectory:
+    """``episode`` as the rollout records a policy's play: every step's served tokens (its action's tokens and
+    the end-of-turn token, or ``completions[step]``), log-probs ``logprob`` and the prompt tokens it added."""
+    eos = prompts.tokenizer.convert_tokens_to_ids(prompts.tokenizer.eos_token)
+    steps: list[Step] = []
+    for index, step in enumerate(episode.steps):
+        added, continues = prompts.next_prompt_ids(episode.instruction, steps, step.observation, step.admissible_actions)
+        served = served_context(steps) + added if continues else added
+        tokens = prompts.tokenizer(step.action, add_special_tokens=False).input_ids + [eos]
+        tokens = tokens if completions is None else completions[index]
+        steps.append(dataclasses.replace(
+            step, completion_token_ids=tokens, completion_logprobs=[logprob] * len(tokens), prompt_tokens=len(served),
+            prompt_token_ids=added, continues_context=continues, raw_completion=step.action,
+        ))
+    return dataclasses.replace(episode, steps=steps)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,8 @@ PENALTY_PLACES = ("reward", "advantage")
 """Where ``rl.reward.invalid_action_penalty`` enters (see :attr:`RewardConfig.invalid_action_penalty_at`)."""
 LOSS_DENOMINATORS = ("all_tokens", "trained_tokens")
 """Token counts the policy loss may divide by (see :attr:`RLConfig.loss_denominator`)."""
+SEQUENCE_LAYOUTS = ("episode", "step")
+"""How an episode's served tokens become training sequences (see :attr:`RLConfig.sequences`)."""
 
 
 @dataclass
@@ -92,7 +94,7 @@ class RLConfig:
     learning_rate: float = 1e-4
     """AdamW learning rate of the adapter (constant)."""
     epochs: int = 1
-    """Passes over one iteration's samples (one sample per policy step)."""
+    """Passes over one iteration's samples (see ``sequences``)."""
     batch_tokens: int = 4096
     """Token budget of one optimizer step (samples of similar length batched together)."""
     clip_ratio: float = 0.2
@@ -115,6 +117,12 @@ class RLConfig:
     them out saves compute without changing the update; ``trained_tokens`` leaves them out before batching
     and divides by the rest (the behaviour before this setting: the fewer samples carry a signal, the larger
     their step)."""
+    sequences: str = "episode"
+    """Training sequences of an iteration: ``episode`` trains each served context once (with
+    ``prompt.history: full`` the whole episode, the loss on every sampled completion with its step's
+    advantage); ``step`` trains every step as its own sequence holding its whole prompt, which gives the same
+    loss and gradient on one batch but reads each earlier turn again for every later step (kept to measure
+    against). The same with ``prompt.history: window``, where every step's prompt starts afresh."""
     normalize_std: bool = True
     """Divide group-relative advantages by the group's standard deviation (false: subtract the mean only)."""
     gigpo_gamma: float = 0.95
@@ -152,6 +160,7 @@ class RLConfig:
             self.kl_clamp is None or self.kl_clamp > 0, "kl_clamp", f"must be positive, or null for no clamp (got {self.kl_clamp})"
         )
         require_one_of(self.loss_denominator, LOSS_DENOMINATORS, "loss_denominator")
+        require_one_of(self.sequences, SEQUENCE_LAYOUTS, "sequences")
         require(0 <= self.gigpo_gamma <= 1, "gigpo_gamma", f"must be in [0, 1] (got {self.gigpo_gamma})")
         require(self.gigpo_step_weight >= 0, "gigpo_step_weight", f"must be >= 0 (got {self.gigpo_step_weight})")
         require(self.grad_clip >= 0, "grad_clip", f"must be >= 0 (got {self.grad_clip})")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from prism_agents.config.rl import RLConfig
 from prism_agents.learners.advantages import EpisodeSteps, episode_returns, gigpo_advantages, grpo_advantages
 from prism_agents.learners.policy_gradient import AdvantageEstimator, Estimate, PolicyGradientLearner
-from prism_agents.learners.rl_samples import StepSample, shaped_rewards
+from prism_agents.learners.rl_samples import RLSample, shaped_rewards
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
 from prism_agents.registry import LEARNERS
@@ -28,7 +28,7 @@ class GroupAdvantages(AdvantageEstimator):
         self.config = config
 
     def estimate(
-        self, policy: Policy, episodes: Sequence[Trajectory], samples: Sequence[StepSample], prompts: PromptBuilder
+        self, policy: Policy, episodes: Sequence[Trajectory], samples: Sequence[RLSample], prompts: PromptBuilder
     ) -> Estimate:
         """Per episode, per step: the configured estimator's advantage (the model is not consulted)."""
         config = self.config

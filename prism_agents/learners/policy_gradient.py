@@ -2,20 +2,23 @@
 
 One call of :meth:`PolicyGradientLearner.train` is one iteration's update, read top to bottom:
 
-1. every policy step becomes a sample: the served prompt + the sampled completion, loss on the completion
-   tokens (:func:`~prism_agents.learners.rl_samples.step_samples`);
+1. the served tokens become samples (:func:`~prism_agents.learners.rl_samples.rl_samples`): with
+   ``rl.sequences: episode`` one per context (with full history, one per episode), loss on every sampled
+   completion token; with ``step`` one per step;
 2. the learner's :class:`AdvantageEstimator` gives an advantage per episode and step (GRPO / GiGPO: group
    advantages, :class:`~prism_agents.learners.grpo.GroupAdvantages`; PPO: GAE on a value head,
    :class:`~prism_agents.learners.ppo.ValueCritic`); with ``rl.reward.invalid_action_penalty_at: advantage``
    an invalid step's advantage then loses the penalty
    (:func:`~prism_agents.learners.rl_samples.penalised_advantages`);
-3. for ``rl.epochs`` passes, batches of similar length under ``rl.batch_tokens``: the clipped policy-ratio
-   loss against the sampling policy's log-probs (dual clip ``rl.clip_ratio_c``), + ``rl.kl_coef`` x the k3 KL
+3. for ``rl.epochs`` passes, batches of similar length under ``rl.batch_tokens`` (the token kernel's
+   :func:`~prism_agents.learners.tokens.length_batches`, at most 10 % padding): the clipped policy-ratio
+   loss, each completion token with its own step's advantage, against the sampling policy's log-probs (dual
+   clip ``rl.clip_ratio_c``), + ``rl.kl_coef`` x the k3 KL
    to the base model (adapter disabled, clamped per token at ``rl.kl_clamp``) when positive, + the estimator's
    own loss (PPO's value loss); one AdamW step per batch over the adapter and the estimator's parameters.
    The optimizer and the estimator's parameters persist across iterations; :meth:`save_state` keeps both.
 
-A sample that can change nothing (advantage exactly 0, ``rl.kl_coef`` 0, an estimator without a loss) is
+A sample that can change nothing (advantage exactly 0 at every step, ``rl.kl_coef`` 0, an estimator without a loss) is
 not run through the model. With ``rl.loss_denominator: all_tokens`` its tokens still count in its batch's
 token mean, so leaving it out changes no gradient; with ``trained_tokens`` it is left out before batching.
 """
@@ -39,8 +42,8 @@ from prism_agents.config.rl import RLConfig
 from prism_agents.io import write_bytes_atomic
 from prism_agents.learners.base import Learner, StepCallback
 from prism_agents.learners.losses import clipped_policy_loss, entropy_from_logits, kl_penalty
-from prism_agents.learners.rl_samples import StepSample, penalised_advantages, step_samples
-from prism_agents.learners.sft import action_token_logits, collate, length_batches
+from prism_agents.learners.rl_samples import RLSample, penalised_advantages, rl_samples
+from prism_agents.learners.tokens import action_token_logits, collate, length_batches
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
 from prism_agents.types import Trajectory
@@ -65,16 +68,16 @@ class AdvantageEstimator(ABC):
 
     @abstractmethod
     def estimate(
-        self, policy: Policy, episodes: Sequence[Trajectory], samples: Sequence[StepSample], prompts: PromptBuilder
+        self, policy: Policy, episodes: Sequence[Trajectory], samples: Sequence[RLSample], prompts: PromptBuilder
     ) -> Estimate:
-        """Advantages of the iteration's ``episodes`` (their ``samples`` from :func:`step_samples`, in order)."""
+        """Advantages of the iteration's ``episodes`` (their ``samples`` from :func:`rl_samples`, in order)."""
 
     def parameter_groups(self, policy: Policy) -> list[dict[str, Any]]:
         """AdamW parameter groups of the estimator's own parameters (none by default)."""
         return []
 
     def loss(
-        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[StepSample]
+        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[RLSample]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The estimator's weighted loss on ``batch`` (``states``: the backbone's last hidden states) and its named
         values for the step metrics; called only when :attr:`has_loss`."""
@@ -112,9 +115,17 @@ class PolicyGradientLearner(Learner):
         Returned: steps, samples (trained), tokens_trained, policy_loss, kl (to the base model, k3; 0 when
         ``kl_coef`` is 0), approx_kl (to the sampling policy), clip_fraction, grad_norm, entropy (action-token
         means over the iteration; absent when nothing was trained), advantage_abs_mean, wall_s, the
-        estimator's loss values (PPO: value_loss) and its metrics. Step metrics add action_tokens.
+        estimator's loss values (PPO: value_loss) and its metrics, padding_share (of the padded tokens run).
+        Step metrics add action_tokens and logprob_gap_max: the largest |learner - generator| log-prob of a
+        completion token in the batch, before the step (at the iteration's first step, how far the trained
+        model is from the served one: within ``generator.check_tolerance`` when they agree).
         """
-        samples = step_samples(data, prompts)
+        samples = rl_samples(data, self.config.sequences)
+        if too_long := [s for s in samples if len(s.input_ids) > policy.max_seq_len]:
+            raise ValueError(  # the rollout ends an episode before its context outgrows model.max_seq_len
+                f"{too_long[0].trajectory_id}: an RL sequence of {len(too_long[0].input_ids)} tokens exceeds "
+                f"model.max_seq_len={policy.max_seq_len}; it was played with a longer context than the learner's"
+            )
         estimate = self.estimator.estimate(policy, data, samples, prompts)
         advantages = penalised_advantages(estimate.advantages, data, self.config.reward)
         return self._optimise(policy, samples, advantages, estimate, on_step) | estimate.metrics
@@ -122,7 +133,7 @@ class PolicyGradientLearner(Learner):
     def _optimise(
         self,
         policy: Policy,
-        samples: Sequence[StepSample],
+        samples: Sequence[RLSample],
         advantages: list[list[float]],
         estimate: Estimate,
         on_step: StepCallback | None,
@@ -130,19 +141,21 @@ class PolicyGradientLearner(Learner):
         config = self.config
         samples = [s for s in samples if s.old_logprobs]  # a step that sampled no token has nothing to train
 
-        def trains(sample: StepSample) -> bool:
-            return self.estimator.has_loss or config.kl_coef > 0 or advantages[sample.episode][sample.step] != 0.0
+        def trains(sample: RLSample) -> bool:
+            row = advantages[sample.episode]
+            return self.estimator.has_loss or config.kl_coef > 0 or any(row[step] != 0.0 for step, _ in sample.decisions)
 
         if config.loss_denominator == "trained_tokens":
             samples = [s for s in samples if trains(s)]
         trained = sum(map(trains, samples))
         if not trained:  # no step, no token or every group tied: no update (entropy is not measured then)
             zeros = dict.fromkeys(("policy_loss", "kl", "approx_kl", "clip_fraction", "grad_norm"), 0.0)
-            return zeros | {"steps": 0, "samples": 0, "tokens_trained": 0, "advantage_abs_mean": 0.0, "wall_s": 0.0}
+            nothing = {"steps": 0, "samples": 0, "tokens_trained": 0, "advantage_abs_mean": 0.0, "padding_share": 0.0}
+            return zeros | nothing | {"wall_s": 0.0}
         optimizer = self._optimizer_for(policy)
         lengths = [len(sample.input_ids) for sample in samples]
         totals: dict[str, float] = {}
-        steps = tokens = 0
+        steps = tokens = padded = 0
         action_tokens = 0.0
         start = time.perf_counter()
         policy.model.train()
@@ -154,15 +167,14 @@ class PolicyGradientLearner(Learner):
                     chosen = [sample for sample in chosen if trains(sample)]
                     if not chosen:
                         continue
-                    values = self._step(
-                        policy, optimizer, chosen, [advantages[s.episode][s.step] for s in chosen], estimate, token_count
-                    )
+                    values = self._step(policy, optimizer, chosen, advantages, estimate, token_count)
                     steps += 1
                     tokens += sum(len(sample.input_ids) for sample in chosen)
+                    padded += len(chosen) * max(len(sample.input_ids) for sample in chosen)
                     weight = values["action_tokens"]
                     action_tokens += weight
                     for key, value in values.items():
-                        if key != "action_tokens":
+                        if key not in ("action_tokens", "logprob_gap_max"):
                             totals[key] = totals.get(key, 0.0) + value * weight
                     if on_step is not None:
                         on_step({"step": steps, **values})
@@ -175,6 +187,7 @@ class PolicyGradientLearner(Learner):
             "samples": trained,
             "tokens_trained": tokens,
             "advantage_abs_mean": sum(flat) / len(flat),
+            "padding_share": 1.0 - tokens / padded if padded else 0.0,
             "wall_s": time.perf_counter() - start,
         }
 
@@ -202,8 +215,8 @@ class PolicyGradientLearner(Learner):
         self,
         policy: Policy,
         optimizer: torch.optim.Optimizer,
-        batch: list[StepSample],
-        advantages: list[float],
+        batch: list[RLSample],
+        advantages: list[list[float]],
         estimate: Estimate,
         token_count: int,
     ) -> dict[str, float]:
@@ -220,12 +233,13 @@ class PolicyGradientLearner(Learner):
     def batch_loss(
         self,
         policy: Policy,
-        batch: Sequence[StepSample],
-        advantages: Sequence[float],
+        batch: Sequence[RLSample],
+        advantages: Sequence[Sequence[float]],
         estimate: Estimate,
         token_count: int,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss of ``batch`` (policy + KL + the estimator's) and its statistics, before any optimizer step."""
+        """The loss of ``batch`` (policy + KL + the estimator's) and its statistics, before any optimizer step;
+        ``advantages[episode][step]`` gives each completion token its step's advantage."""
         config = self.config
         ids, attention, mask = collate(list(batch), policy.tokenizer.pad_token_id, policy.device)
         states: list[torch.Tensor] = []
@@ -244,9 +258,13 @@ class PolicyGradientLearner(Learner):
         sampled = torch.zeros_like(logprobs).masked_scatter(
             positions, torch.tensor([p for sample in batch for p in sample.old_logprobs], device=device)
         )
+        token_advantages = torch.zeros_like(logprobs).masked_scatter(
+            positions,
+            torch.tensor([advantages[s.episode][step] for s in batch for step in s.token_steps], device=device),
+        )
         denominator = token_count if config.loss_denominator == "all_tokens" else None
         loss, stats = clipped_policy_loss(
-            logprobs, sampled, torch.tensor(list(advantages), device=device), positions, config.clip_ratio,
+            logprobs, sampled, token_advantages, positions, config.clip_ratio,
             clip_ratio_c=config.clip_ratio_c, token_count=denominator,
         )
         values = {"policy_loss": loss.item()}
@@ -262,6 +280,7 @@ class PolicyGradientLearner(Learner):
             values |= named
         return loss, values | {
             "kl": kl.item(),
+            "logprob_gap_max": (logprobs.detach() - sampled).abs()[positions].max().item(),
             "approx_kl": stats["approx_kl"],
             "clip_fraction": stats["clip_fraction"],
             "entropy": entropy_from_logits(logits.detach()).mean().item(),

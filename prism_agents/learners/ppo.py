@@ -2,8 +2,9 @@
 
 :class:`ValueCritic` is PPO's advantage estimator:
 
-1. a no-grad pass reads ``V_old(s_t)`` for every step sample: the value head (``Linear(hidden_size, 1)``,
-   float32) on the backbone's last hidden state at the last prompt token, the state the action was chosen in;
+1. a no-grad pass reads ``V_old(s_t)`` for every step: the value head (``Linear(hidden_size, 1)``,
+   float32) on the backbone's last hidden state at the step's last prompt token, the state the action was
+   chosen in (with one sequence per episode, every step's state is read from the same pass);
 2. per episode, GAE over its turns (:func:`~prism_agents.learners.advantages.gae`, ``rl.ppo.gamma`` and
    ``rl.ppo.lam``) on the shaped rewards gives the advantages and the value targets ``returns = A + V_old``.
    An episode that ended (or failed: a worker crash, a timeout, a full context) is valued 0 after its last
@@ -24,7 +25,6 @@ steps or sampled tokens trains nothing, value head included.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,18 +36,19 @@ from prism_agents.config.rl import RLConfig
 from prism_agents.learners.advantages import gae, group_normalize
 from prism_agents.learners.losses import clipped_value_loss
 from prism_agents.learners.policy_gradient import AdvantageEstimator, Estimate, PolicyGradientLearner, backbone_of
-from prism_agents.learners.rl_samples import StepSample, final_state_sample, shaped_rewards
-from prism_agents.learners.sft import collate, length_batches
+from prism_agents.learners.rl_samples import RLSample, final_state_sample, shaped_rewards
+from prism_agents.learners.tokens import collate, length_batches
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder
 from prism_agents.registry import LEARNERS
 from prism_agents.types import Trajectory
 
 
-def prompt_state_values(head: torch.nn.Linear, states: torch.Tensor, batch: Sequence[StepSample]) -> torch.Tensor:
-    """``V(s_t)`` per sample ``(rows,)``: the head on the hidden state of each sample's last prompt token."""
-    rows = torch.arange(len(batch), device=states.device)
-    last_prompt = torch.tensor([len(s.input_ids) - len(s.old_logprobs) - 1 for s in batch], device=states.device)
+def prompt_state_values(head: torch.nn.Linear, states: torch.Tensor, batch: Sequence[RLSample]) -> torch.Tensor:
+    """``V(s_t)`` of every decision of ``batch`` in order (samples, then their steps): the head on the hidden
+    state of each step's last prompt token."""
+    rows = torch.tensor([row for row, s in enumerate(batch) for _ in s.decisions], device=states.device)
+    last_prompt = torch.tensor([position for s in batch for _, position in s.decisions], device=states.device)
     return head(states[rows, last_prompt].float()).squeeze(-1)
 
 
@@ -113,28 +114,33 @@ class ValueCritic(AdvantageEstimator):
             torch.nn.init.zeros_(self.value_head.bias)
         return self.value_head
 
-    def state_values(self, policy: Policy, samples: Sequence[StepSample]) -> list[float]:
-        """``V(s_t)`` of each sample (no gradient), in order, batched under ``rl.batch_tokens``."""
+    def state_values(self, policy: Policy, samples: Sequence[RLSample]) -> list[float]:
+        """``V(s_t)`` of every decision of ``samples`` (no gradient), in order (samples, then their steps),
+        batched under ``rl.batch_tokens``."""
         head = self.value_head_for(policy)
-        values = [0.0] * len(samples)
+        per_sample: list[list[float]] = [[] for _ in samples]
         lengths = [len(sample.input_ids) for sample in samples]
         with torch.no_grad():
-            for batch in length_batches(lengths, self.config.batch_tokens, random.Random(0)):
+            for batch in length_batches(lengths, self.config.batch_tokens):
                 chosen = [samples[index] for index in batch]
                 ids, attention, _ = collate(chosen, policy.tokenizer.pad_token_id, policy.device)
                 states = backbone_of(policy.model)(input_ids=ids, attention_mask=attention).last_hidden_state
-                for index, value in zip(batch, prompt_state_values(head, states, chosen).tolist()):
-                    values[index] = value
-        return values
+                values = iter(prompt_state_values(head, states, chosen).tolist())
+                for index, sample in zip(batch, chosen):
+                    per_sample[index] = [next(values) for _ in sample.decisions]
+        return [value for values in per_sample for value in values]
 
     def estimate(
-        self, policy: Policy, episodes: Sequence[Trajectory], samples: Sequence[StepSample], prompts: PromptBuilder
+        self, policy: Policy, episodes: Sequence[Trajectory], samples: Sequence[RLSample], prompts: PromptBuilder
     ) -> ValueTargets:
         """GAE advantages and value targets from the head's values of every step's state (and of the final state
         of each truncated episode)."""
         finals = [final_state_sample(episode, number, prompts) for number, episode in enumerate(episodes) if episode.truncated]
         values = iter(self.state_values(policy, [*samples, *finals]))
-        old_values = [[next(values) for _ in episode.steps] for episode in episodes]
+        old_values = [[0.0] * len(episode.steps) for episode in episodes]
+        for sample in samples:
+            for step, _ in sample.decisions:
+                old_values[sample.episode][step] = next(values)
         last_values = [0.0] * len(episodes)
         for final in finals:
             last_values[final.episode] = next(values)
@@ -145,12 +151,12 @@ class ValueCritic(AdvantageEstimator):
         return [{"params": list(self.value_head_for(policy).parameters()), "lr": self.config.ppo.value_learning_rate}]
 
     def loss(
-        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[StepSample]
+        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[RLSample]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``rl.ppo.value_coef`` x the clipped value loss of ``batch``; its value_loss."""
+        """``rl.ppo.value_coef`` x the clipped value loss of ``batch``'s steps; its value_loss."""
         assert isinstance(estimate, ValueTargets) and self.value_head is not None  # made by estimate()
         old_values, returns = (
-            torch.tensor([table[s.episode][s.step] for s in batch], device=states.device)
+            torch.tensor([table[s.episode][step] for s in batch for step, _ in s.decisions], device=states.device)
             for table in (estimate.old_values, estimate.returns)
         )
         values = prompt_state_values(self.value_head, states, batch)

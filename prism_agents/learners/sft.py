@@ -4,14 +4,16 @@ Read top to bottom, one run of :meth:`SFTLearner.train` is:
 
 1. cut every trajectory into examples with the run's :class:`PromptBuilder`
    (token ids + a mask that is 1 on action tokens only); an example longer than
-   ``model.max_seq_len`` is cut from the front (:func:`fit_example`: the system
+   ``model.max_seq_len`` is cut from the front (the token kernel's
+   :func:`~prism_agents.learners.tokens.fit_example`: the system
    prompt stays when it fits, the oldest history goes, the last actions stay
    whole) and one whose last action alone does not fit is dropped; both are
    counted and logged as a warning;
 2. each epoch, group examples of similar length into batches whose padded size
-   (examples x longest) stays within ``batch_tokens``, in a seeded order;
+   (examples x longest) stays within ``batch_tokens`` and whose padding stays within
+   :data:`~prism_agents.learners.tokens.MAX_PADDING_SHARE`, in a seeded order;
 3. per batch: the mean next-token cross-entropy over the batch's action
-   tokens (:func:`action_token_loss`), backward, global-norm clipping, an
+   tokens (:func:`~prism_agents.learners.tokens.action_token_loss`), backward, global-norm clipping, an
    AdamW step on the adapter's parameters with the scheduled learning rate
    (:func:`learning_rate_factor`: linear warmup, then cosine / linear / constant).
 """
@@ -23,64 +25,19 @@ import math
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from prism_agents.config.training import SFTConfig
 from prism_agents.learners.base import Learner, StepCallback
+from prism_agents.learners.tokens import action_token_loss, collate, fit_example, length_batches, padding_share
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder, TrainingExample
 from prism_agents.registry import LEARNERS
 from prism_agents.types import Trajectory
 
 log = logging.getLogger(__name__)
-
-
-def action_token_logits(
-    model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    loss_mask: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    inputs_embeds: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Float32 logits predicting every token where ``loss_mask`` is 1 (row-major), those tokens, and the
-    (rows, length - 1) boolean mask of the predicting positions.
-
-    Logits are computed only at those positions, which saves the LM head's work on prompt tokens.
-    ``inputs_embeds``, when given, replaces the embedding lookup of ``input_ids`` (a gradient can enter there).
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(base, base.base_model_prefix)
-    inputs = {"input_ids": input_ids} if inputs_embeds is None else {"inputs_embeds": inputs_embeds}
-    hidden = backbone(**inputs, attention_mask=attention_mask).last_hidden_state
-    targets = loss_mask[:, 1:].bool()
-    logits = base.get_output_embeddings()(hidden[:, :-1][targets]).float()
-    return logits, input_ids[:, 1:][targets], targets
-
-
-def action_token_losses(
-    model: torch.nn.Module,
-    input_ids: torch.Tensor,
-    loss_mask: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
-    inputs_embeds: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Next-token cross-entropy of every token where ``loss_mask`` is 1 (row-major), and the predicting-position
-    mask (see :func:`action_token_logits`)."""
-    logits, tokens, targets = action_token_logits(model, input_ids, loss_mask, attention_mask, inputs_embeds)
-    return F.cross_entropy(logits, tokens, reduction="none"), targets
-
-
-def action_token_loss(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor
-) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over the tokens where ``loss_mask`` is 1, and their count."""
-    losses, targets = action_token_losses(model, input_ids, loss_mask, attention_mask=attention_mask)
-    count = int(targets.sum())
-    return losses.sum() / max(count, 1), count
 
 
 def learning_rate_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
@@ -93,72 +50,6 @@ def learning_rate_factor(step: int, total_steps: int, warmup_steps: int, schedul
     if schedule == "linear":
         return 1.0 - progress
     return 1.0
-
-
-def length_batches(lengths: Sequence[int], batch_tokens: int, rng: random.Random) -> list[list[int]]:
-    """Indices grouped by similar length so that count x longest <= ``batch_tokens``, in shuffled order.
-
-    Equal lengths are ordered at random, so batches differ between epochs; the
-    number of batches depends only on the lengths.
-    """
-    order = sorted(range(len(lengths)), key=lambda index: (lengths[index], rng.random()))
-    batches: list[list[int]] = []
-    for index in order:
-        if batches and (len(batches[-1]) + 1) * lengths[index] <= batch_tokens:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(
-    examples: Sequence[TrainingExample], pad_id: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``loss_mask`` tensors."""
-    width = max(len(example.input_ids) for example in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, example in enumerate(examples):
-        size = len(example.input_ids)
-        ids[row, :size] = torch.tensor(example.input_ids)
-        attention[row, :size] = 1
-        mask[row, :size] = torch.tensor(example.loss_mask)
-    return ids.to(device), attention.to(device), mask.to(device)
-
-
-def fit_example(example: TrainingExample, max_len: int, head: Sequence[int]) -> TrainingExample | None:
-    """``example`` cut from the front to at most ``max_len`` tokens, or None when its last action does not fit.
-
-    ``head`` (the system prompt's tokens) is kept in front when ``example`` starts with it and the last
-    action still fits beside it; the oldest tokens after it are dropped. An action cut in two loses its
-    supervision (mask 0 on its remaining tokens), so only whole actions are trained on.
-    """
-    ids, mask = example.input_ids, example.loss_mask
-    if len(ids) <= max_len:
-        return example
-    last_action = len(ids)
-    while last_action > 0 and not mask[last_action - 1]:
-        last_action -= 1
-    while last_action > 0 and mask[last_action - 1]:
-        last_action -= 1  # now the start of the last supervised span
-    needed = len(ids) - last_action
-    if needed >= max_len:  # the action's first token also needs one token before it to be predicted from
-        return None
-    prefix = len(head) if list(ids[: len(head)]) == list(head) and len(head) + needed <= max_len else 0
-    start = len(ids) - (max_len - prefix)
-    tail_mask = list(mask[start:])
-    if mask[start - 1]:  # the cut fell inside an action: drop the rest of that action's supervision
-        cut = 0
-        while cut < len(tail_mask) and tail_mask[cut]:
-            tail_mask[cut] = 0
-            cut += 1
-    return replace(
-        example,
-        input_ids=list(ids[:prefix]) + list(ids[start:]),
-        loss_mask=[0] * prefix + tail_mask,
-    )
 
 
 @LEARNERS.register("sft")
@@ -180,7 +71,8 @@ class SFTLearner(Learner):
         Step metrics: step, epoch, loss, lr, grad_norm, tokens (non-padding), action_tokens,
         examples. Returned: loss_mean (action-token weighted over the run), loss_last_epoch,
         steps, examples, truncated_examples (cut to ``model.max_seq_len``), dropped_examples (their
-        action alone is longer), tokens_trained, action_tokens, wall_s, tokens_per_s.
+        action alone is longer), tokens_trained, action_tokens, padding_share (of the batches' padded tokens),
+        wall_s, tokens_per_s.
         """
         examples, truncated, dropped = self.prepare_examples(policy, data, prompts)
         counts = {"truncated_examples": truncated, "dropped_examples": dropped}
@@ -193,12 +85,12 @@ class SFTLearner(Learner):
         """Examples of ``data`` fitted to ``policy.max_seq_len`` (:func:`fit_example`), how many were cut, and how
         many were dropped because even their last action does not fit; a warning says so when any was."""
         limit = policy.max_seq_len
-        head, _ = prompts.encode(prompts.messages("", [], "", [])[:1], add_generation_prompt=False)
+        head = prompts.system_ids()
         examples, truncated, dropped, total = [], 0, 0, 0
         for trajectory in data:
             for example in prompts.examples(trajectory):
                 total += 1
-                fitted = fit_example(example, limit, head)
+                fitted, _ = fit_example(example, limit, head)
                 if fitted is None:
                     dropped += 1
                     continue
@@ -229,7 +121,8 @@ class SFTLearner(Learner):
         torch.manual_seed(config.seed)
         rng = random.Random(config.seed)
         lengths = [len(example.input_ids) for example in examples]
-        steps_per_epoch = len(length_batches(lengths, config.batch_tokens, random.Random(0)))
+        layout = length_batches(lengths, config.batch_tokens, random.Random(0))
+        steps_per_epoch = len(layout)
         total_steps = steps_per_epoch * config.epochs
         warmup_steps = math.ceil(config.warmup_ratio * total_steps)
         parameters = policy.trainable_parameters()
@@ -294,6 +187,7 @@ class SFTLearner(Learner):
             "examples": len(examples),
             "tokens_trained": tokens_trained,
             "action_tokens": action_tokens,
+            "padding_share": padding_share(lengths, layout),
             "wall_s": wall,
             "tokens_per_s": tokens_trained / wall,
         }

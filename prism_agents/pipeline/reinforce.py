@@ -129,11 +129,13 @@ def reinforcement_learning(context: RunContext, spent: StageCompute) -> StageOut
 
 
 def episode_metrics(episodes: list[Trajectory], reward: RewardConfig) -> dict[str, float]:
-    """Episodes played, success rate, mean shaped return, mean benchmark score, mean length and
-    invalid-action rate of an iteration."""
+    """Episodes played, success rate, mean shaped return, mean benchmark score, mean length, invalid-action
+    rate and served tokens (every token the policy was fed or sampled, each once) of an iteration."""
     steps = [step for episode in episodes for step in episode.steps]
+    served = sum(len(step.prompt_token_ids or []) + len(step.completion_token_ids or []) for step in steps)
     return {
         "episodes": float(len(episodes)),
+        "served_tokens": float(served),
         "mean_return": sum(sum(shaped_rewards(e, reward)) for e in episodes) / len(episodes),
         "success_rate": sum(e.won for e in episodes) / len(episodes),
         "mean_score": sum(e.score for e in episodes) / len(episodes),

@@ -9,8 +9,13 @@ environments step. The order of the calls depends on the episodes alone, never
 on timing, so sampled rollouts stay reproducible; with one group this is the
 lockstep loop (generate for all, then step all). An action that cannot be
 parsed, or is not admissible, still goes to the environment, which answers as
-the benchmark does (ALFWorld: "Nothing happens."). An episode whose next prompt
-would not fit in ``max_prompt_tokens`` ends there, its ``failure`` saying so.
+the benchmark does (ALFWorld: "Nothing happens."). With ``prompt.history: full``
+an episode is one growing context: each prompt is the previous prompt and its
+sampled completion followed by the next turn's tokens
+(:meth:`~prism_agents.policies.prompts.PromptBuilder.next_prompt_ids`), and every
+step records the token ids it added, so a learner trains on exactly what was
+served. An episode whose next prompt would not fit in ``max_prompt_tokens`` ends
+there, its ``failure`` saying so.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from prism_agents.pipeline.compute import StageCompute
 from prism_agents.policies.actions import parse_action
 from prism_agents.config.generation import SamplingConfig
 from prism_agents.policies.generators.base import Generator
-from prism_agents.policies.prompts import PromptBuilder
+from prism_agents.policies.prompts import PromptBuilder, served_context
 from prism_agents.types import Step, Task, Trajectory
 
 
@@ -179,18 +184,20 @@ def _next_actions(
 ) -> dict[int, str]:
     """Generate the next action of each running episode of ``group`` in one call; the step is appended to the
     episode (its reward comes with the environment's answer). An episode whose prompt is full ends here."""
-    running, prompt_ids = [], []
+    running, prompt_ids, fed = [], [], []
     for slot in group:
         episode = episodes.get(slot)
         if episode is None or episode.done:
             continue
-        ids = prompts.prompt_ids(episode.instruction, episode.steps, episode.observation, episode.admissible)
+        added, continues = prompts.next_prompt_ids(episode.instruction, episode.steps, episode.observation, episode.admissible)
+        ids = served_context(episode.steps) + added if continues else added
         if len(ids) > max_prompt_tokens:
             episode.done = True
             episode.failure = f"context full: the next prompt has {len(ids)} tokens, over the limit of {max_prompt_tokens}"
         else:
             running.append(slot)
             prompt_ids.append(ids)
+            fed.append((added, continues))
     if not running:
         return {}
     progress.set_postfix(step=len(episodes[running[0]].steps) + 1, running=len(running))
@@ -200,7 +207,7 @@ def _next_actions(
     totals.prompt_tokens += sum(map(len, prompt_ids))
     totals.generated_tokens += sum(len(completion.token_ids) for completion in completions)
     actions: dict[int, str] = {}
-    for slot, ids, completion in zip(running, prompt_ids, completions):
+    for slot, ids, (added, continues), completion in zip(running, prompt_ids, fed, completions):
         episode = episodes[slot]
         parsed = parse_action(completion.text, episode.admissible)
         actions[slot] = parsed.action
@@ -215,6 +222,8 @@ def _next_actions(
                 completion_token_ids=list(completion.token_ids),
                 completion_logprobs=list(completion.logprobs),
                 prompt_tokens=len(ids),
+                prompt_token_ids=added,
+                continues_context=continues,
             )
         )
     return actions

@@ -133,6 +133,30 @@ class PromptBuilder:
         ids, _ = self.encode(self.messages(instruction, history, observation, admissible), add_generation_prompt=True)
         return ids
 
+    def next_prompt_ids(
+        self, instruction: str, history: Sequence[Step], observation: str, admissible: Sequence[str]
+    ) -> tuple[list[int], bool]:
+        """What to feed the policy before its next completion, and whether it continues the served context.
+
+        With ``history: full`` after a policy step: True, and the tokens that follow that step's served prompt
+        and completion (its end-of-turn token when the completion stopped without it, the turn's closing,
+        the next user turn and the assistant header), so the served conversation holds the exact sampled
+        tokens. Otherwise (window history, the first step): False, and the whole prompt (:meth:`prompt_ids`).
+        """
+        if self.config.history != "full" or not history or history[-1].prompt_token_ids is None:
+            return self.prompt_ids(instruction, history, observation, admissible), False
+        ids, mask = self.encode(self.messages(instruction, history, observation, admissible), add_generation_prompt=True)
+        after_last_action = len(mask) - mask[::-1].index(1)
+        completion = history[-1].completion_token_ids or []
+        eos = self.tokenizer.convert_tokens_to_ids(self.tokenizer.eos_token)
+        closing = [] if completion and completion[-1] == eos else [eos]
+        return closing + ids[after_last_action:], True
+
+    def system_ids(self) -> list[int]:
+        """Token ids of the system turn a conversation starts with (what truncation keeps in front)."""
+        ids, _ = self.encode(self.messages("", [], "", [])[:1], add_generation_prompt=False)
+        return ids
+
     def examples(self, trajectory: Trajectory) -> list[TrainingExample]:
         """SFT examples of an expert trajectory: one per step (window) or one per trajectory (full)."""
         steps = trajectory.steps
@@ -192,3 +216,16 @@ class PromptBuilder:
 
 def _message(role: str, content: str) -> Message:
     return {"role": role, "content": content}
+
+
+def served_context(steps: Sequence[Step]) -> list[int]:
+    """The tokens the policy's context holds after the last of ``steps``: the last step's served prompt (rebuilt
+    from the recorded :attr:`~prism_agents.types.Step.prompt_token_ids` of the steps it continues) and its
+    sampled completion; empty when the last step's tokens were not recorded (an expert step)."""
+    context: list[int] = []
+    for step in steps:
+        if step.prompt_token_ids is None or step.completion_token_ids is None:
+            context = []
+            continue
+        context = (context if step.continues_context else []) + step.prompt_token_ids + step.completion_token_ids
+    return context

@@ -4,11 +4,15 @@ Read top to bottom, one call of :meth:`GradientProbe.probe` is:
 
 1. cut every trajectory into examples with the run's :class:`PromptBuilder`
    (one per trajectory with ``history: full``, one per step with ``window``),
-   cut examples longer than ``max_tokens`` at the end, drop examples left
+   fit examples longer than ``max_tokens`` with the token kernel's rule (cut from
+   the front, system prompt and last action kept:
+   :func:`~prism_agents.learners.tokens.fit_example`), drop examples left
    without an action token;
 2. group whole trajectories into right-padded batches of similar length whose
    padded size (rows x longest) stays within ``batch_tokens`` (0: one
-   trajectory per batch); no padding mask is needed (see :func:`trajectory_losses`);
+   trajectory per batch) and whose padding stays within the kernel's 10 %
+   (:func:`~prism_agents.learners.tokens.length_batches`); no padding mask is
+   needed (see :func:`trajectory_losses`);
 3. per batch, on the frozen base model (or the policy with its adapter: on
    request, and always for ``target="lora"``), each trajectory's loss: the
    mean next-token cross-entropy over its action tokens; then one backward
@@ -34,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from prism_agents.faults import fault_point
-from prism_agents.learners.sft import action_token_losses, collate
+from prism_agents.learners.tokens import action_token_losses, collate, fit_example, length_batches
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder, TrainingExample
 from prism_agents.types import Trajectory
@@ -76,29 +80,6 @@ class _Prepared:
     def used_positions(self) -> int:
         """Positions whose outputs reach the loss: those before the last action token."""
         return max(len(ex.loss_mask) - 1 - ex.loss_mask[::-1].index(1) for ex in self.examples)
-
-
-def cut_example(example: TrainingExample, max_tokens: int) -> TrainingExample:
-    """``example`` cut at the end to at most ``max_tokens`` tokens: the probe reads a trajectory from its start up
-    to the context length (SFT instead cuts from the front, keeping the last action: ``learners.sft.fit_example``)."""
-    return TrainingExample(example.input_ids[:max_tokens], example.loss_mask[:max_tokens], example.trajectory_id, example.step)
-
-
-def probe_batches(widths: Sequence[int], rows: Sequence[int], batch_tokens: int) -> list[list[int]]:
-    """Item indices by increasing width (ties by index), grouped so that total rows x widest <= ``batch_tokens``.
-
-    An item that alone exceeds the budget, and every item when ``batch_tokens`` is 0, gets a batch of its own.
-    """
-    batches: list[list[int]] = []
-    batch_rows = 0
-    for index in sorted(range(len(widths)), key=lambda index: (widths[index], index)):
-        if batches and (batch_rows + rows[index]) * widths[index] <= batch_tokens:
-            batches[-1].append(index)
-            batch_rows += rows[index]
-        else:
-            batches.append([index])
-            batch_rows = rows[index]
-    return batches
 
 
 def find_projections(model: torch.nn.Module) -> list[list[torch.nn.Module]]:
@@ -228,9 +209,7 @@ class GradientProbe:
     def probe(self, trajectories: Sequence[Trajectory], gradients: bool = True) -> list[ProbeResult]:
         """One result per trajectory, in input order; ``gradients=False``: losses only, without a backward pass."""
         prepared = [_Prepared(trajectory.trajectory_id, self.examples(trajectory)) for trajectory in trajectories]
-        batches = probe_batches(
-            [item.width for item in prepared], [len(item.examples) for item in prepared], self.batch_tokens
-        )
+        batches = self.batches([item.examples for item in prepared])
         results: list[ProbeResult | None] = [None] * len(prepared)
         with self._probing(gradients):
             for batch in tqdm(batches, desc="probe", unit="batch", disable=not self.progress):
@@ -239,14 +218,24 @@ class GradientProbe:
                 fault_point("probe.batch")
         return [result for result in results if result is not None]
 
+    def batches(self, examples: Sequence[Sequence[TrainingExample]]) -> list[list[int]]:
+        """Trajectory indices grouped into batches (see the module docstring); ``examples[t]``: trajectory t's."""
+        return length_batches(
+            [max(len(example.input_ids) for example in item) for item in examples],
+            self.batch_tokens,
+            rows=[len(item) for item in examples],
+            tokens=[sum(len(example.input_ids) for example in item) for item in examples],
+        )
+
     def examples(self, trajectory: Trajectory) -> list[TrainingExample]:
-        """The examples probed for ``trajectory``: cut to ``max_tokens``, those without an action token dropped."""
-        examples = [cut_example(example, self.max_tokens) for example in self.prompts.examples(trajectory)]
-        examples = [example for example in examples if sum(example.loss_mask[1:])]
+        """The examples probed for ``trajectory``: fitted to ``max_tokens``, those left without an action token dropped."""
+        head = self.prompts.system_ids()
+        fitted = [fit_example(example, self.max_tokens, head)[0] for example in self.prompts.examples(trajectory)]
+        examples = [example for example in fitted if example is not None and sum(example.loss_mask[1:])]
         if not examples:
             raise ValueError(
                 f"trajectory {trajectory.trajectory_id!r} has no action token to probe "
-                f"({len(trajectory.steps)} steps, examples cut to {self.max_tokens} tokens)"
+                f"({len(trajectory.steps)} steps, examples fitted to {self.max_tokens} tokens)"
             )
         return examples
 
