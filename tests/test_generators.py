@@ -30,7 +30,7 @@ from prism_agents.policies.generators import (
     VLLMGenerator,
     build_generator,
 )
-from prism_agents.policies.generators.check import probe_prompt_ids, token_logprobs
+from prism_agents.policies.generators.check import check_probe_ids, next_token_logprobs, probe_prompt_ids
 from prism_agents.policies.generators.merged import MergedWeights
 from prism_agents.registry import RegistryError
 
@@ -106,6 +106,19 @@ def vllm(base_path: Path, request: pytest.FixtureRequest) -> VLLMGenerator:
         yield generator
 
 
+def completion_logprobs(model: torch.nn.Module, prompt: list[int], token_ids: list[int]) -> list[float]:
+    """The training side's log-prob of each of ``token_ids`` after ``prompt``, teacher-forced."""
+    rows = next_token_logprobs(model, prompt + token_ids)[len(prompt) - 1 : -1]
+    return rows.gather(1, torch.tensor(token_ids)[:, None]).squeeze(1).tolist()
+
+
+def assert_same_scores(left: list, right: list) -> None:
+    for a, b in zip(left, right, strict=True):
+        assert a.greedy_ids == b.greedy_ids
+        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=LOGPROB_TOLERANCE)
+        assert a.greedy_logprobs == pytest.approx(b.greedy_logprobs, abs=LOGPROB_TOLERANCE)
+
+
 def assert_same_completions(left: list, right: list) -> None:
     for a, b in zip(left, right, strict=True):
         assert a.token_ids == b.token_ids
@@ -157,14 +170,53 @@ def test_hf_sampled_logprobs_are_the_training_side_logprobs(
     reference = training_side(base_path, adapters[1])
     sampled = hf.generate(prompts[:2], SamplingConfig(max_new_tokens=8, temperature=1.0, ignore_eos=True))
     for prompt, completion in zip(prompts, sampled):
-        expected = token_logprobs(reference.model, prompt, completion.token_ids)
-        scored = expected.gather(1, torch.tensor(completion.token_ids)[:, None]).squeeze(1).tolist()
-        assert completion.logprobs == pytest.approx(scored, abs=LOGPROB_TOLERANCE)
+        expected = completion_logprobs(reference.model, prompt, completion.token_ids)
+        assert completion.logprobs == pytest.approx(expected, abs=LOGPROB_TOLERANCE)
 
 
 def test_hf_check_raises_on_stale_adapter(hf: HFGenerator, base_path: Path, adapters: dict[int, Path]) -> None:
     with pytest.raises(AdapterMismatchError, match="adapter version 2"):
         hf.load_adapter(adapters[1], version=2, reference=training_side(base_path, adapters[2]))
+
+
+@pytest.mark.parametrize("shift", [0.5, 2.0])
+def test_check_compares_each_probe_logprob_within_the_tolerance(
+    hf: HFGenerator, base_path: Path, adapters: dict[int, Path], monkeypatch: pytest.MonkeyPatch, shift: float
+) -> None:
+    """The served log-prob of one probe token moved by ``shift`` tolerances fails the check beyond one tolerance."""
+    reference = training_side(base_path, adapters[1])
+    probe = check_probe_ids(reference.tokenizer, hf.config.check_prompt)
+    hf.load_adapter(adapters[1], version=1)
+    exact = hf.check(reference)
+    assert exact.positions == len(probe) and exact.max_logprob_diff < LOGPROB_TOLERANCE
+    score = hf.score
+    moved = shift * hf.config.check_tolerance
+
+    def shifted(prompts: list[list[int]]) -> list:
+        scores = score(prompts)
+        scores[0].token_logprobs[5] += moved
+        return scores
+
+    monkeypatch.setattr(hf, "score", shifted)
+    if shift <= 1:
+        assert hf.check(reference).max_logprob_diff == pytest.approx(moved, abs=LOGPROB_TOLERANCE / 10)
+        return
+    with pytest.raises(AdapterMismatchError, match=f"adapter version 1: log-prob of token {probe[6]} .* after the first 6 of "):
+        hf.check(reference)
+
+
+def test_scores_are_the_greedy_first_token_and_the_training_side_logprobs(
+    hf: HFGenerator, base_path: Path, adapters: dict[int, Path], prompts: list[list[int]]
+) -> None:
+    hf.load_adapter(adapters[1], version=1)
+    reference = training_side(base_path, adapters[1])
+    scores = hf.score(prompts)
+    for prompt, scored, completion in zip(prompts, scores, hf.generate(prompts, GREEDY), strict=True):
+        assert len(scored.greedy_ids) == len(prompt) == len(scored.token_logprobs) + 1
+        assert scored.greedy_ids[-1] == completion.token_ids[0]
+        assert scored.greedy_logprobs[-1] == pytest.approx(completion.logprobs[0], abs=LOGPROB_TOLERANCE)
+        expected = completion_logprobs(reference.model, prompt[:1], prompt[1:])
+        assert scored.token_logprobs == pytest.approx(expected, abs=LOGPROB_TOLERANCE)
 
 
 def test_in_memory_merge_equals_peft_merge(base_path: Path, tmp_path: Path) -> None:
@@ -209,6 +261,7 @@ def test_vllm_and_hf_agree_with_an_adapter(
     hf.load_adapter(adapters[1], version=1)
     served = vllm.generate(prompts, GREEDY)
     assert_same_completions(served, hf.generate(prompts, GREEDY))
+    assert_same_scores(vllm.score(prompts), hf.score(prompts))
     vllm.use_base_model()
     assert [c.token_ids for c in vllm.generate(prompts, GREEDY)] != [c.token_ids for c in served]
 
@@ -222,14 +275,15 @@ def test_vllm_new_adapter_version_changes_output_and_passes_check(
     second = vllm.load_adapter(adapters[2], version=2, reference=training_side(base_path, adapters[2]))
     after = vllm.generate(prompts, GREEDY)
     assert (first.version, second.version) == (1, 2)
-    assert first.token_ids != second.token_ids
+    probe = check_probe_ids(vllm.tokenizer, vllm.config.check_prompt)
+    assert first.positions == second.positions == len(probe)
     assert max(first.max_logprob_diff, second.max_logprob_diff) < vllm.config.check_tolerance
     assert [c.token_ids for c in before] != [c.token_ids for c in after]
 
 
 @pytest.mark.vllm
 def test_vllm_check_raises_on_stale_adapter(vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path]) -> None:
-    with pytest.raises(AdapterMismatchError, match="adapter version 2 disagrees .* at generated position 0"):
+    with pytest.raises(AdapterMismatchError, match="VLLMGenerator serving adapter version 2.* after the first 1 of the"):
         vllm.load_adapter(adapters[1], version=2, reference=training_side(base_path, adapters[2]))
 
 
@@ -253,9 +307,8 @@ def test_vllm_sampled_logprobs_are_the_training_side_logprobs(
     reference = training_side(base_path, adapters[2])
     sampled = vllm.generate(prompts[:2], SamplingConfig(max_new_tokens=8, temperature=0.7, top_p=0.9, ignore_eos=True))
     for prompt, completion in zip(prompts, sampled):
-        expected = token_logprobs(reference.model, prompt, completion.token_ids)
-        scored = expected.gather(1, torch.tensor(completion.token_ids)[:, None]).squeeze(1).tolist()
-        assert completion.logprobs == pytest.approx(scored, abs=LOGPROB_TOLERANCE)
+        expected = completion_logprobs(reference.model, prompt, completion.token_ids)
+        assert completion.logprobs == pytest.approx(expected, abs=LOGPROB_TOLERANCE)
 
 
 @pytest.mark.vllm

@@ -28,6 +28,9 @@ UNKNOWN_KEY = "unknown key"
 MOVED_KEYS = {
     "environment.webshop": "moved: WebShop's settings are environment.params.* now (e.g. environment.params.catalog)",
     "environment.win_reward": "removed: environments return their native reward and rl.reward.win scales it for training",
+    "generator.check_new_tokens": (
+        "removed: the served-adapter check scores its probe prompt teacher-forced and generates no tokens; delete the key"
+    ),
 }
 """Keys of earlier releases -> where they went, for configs and run folders written before the change."""
 

@@ -10,6 +10,10 @@ Sampling draws from a random stream: ``reseed(seed)`` restarts it, and the
 n-th ``generate`` call after a reseed samples with seeds derived from ``seed``
 and n alone, so what a run samples does not depend on what the engine served
 before (another run sharing it, or an earlier attempt of the same run).
+
+``score`` runs prompts teacher-forced (one prefill each, nothing sampled, the
+random stream untouched): the served-adapter check compares its scores with
+the training-side model's.
 """
 
 from __future__ import annotations
@@ -46,6 +50,18 @@ class Completion:
     """Number of prompt tokens."""
 
 
+@dataclass
+class PromptScores:
+    """One prompt scored teacher-forced in one forward pass; row i is the prediction after its first i + 1 tokens."""
+
+    token_logprobs: list[float]
+    """Log-prob of each prompt token after the first, given the tokens before it (one fewer than the prompt)."""
+    greedy_ids: list[int]
+    """Most likely next token after each prefix, the whole prompt last (as many as the prompt's tokens)."""
+    greedy_logprobs: list[float]
+    """Log-prob of each of ``greedy_ids``."""
+
+
 class TrainingSide(Protocol):
     """What the served-adapter check compares against: the training-side model and its tokenizer.
 
@@ -79,12 +95,17 @@ class Generator(ABC):
         """One completion per prompt (token ids), in order; ``sampling`` defaults to ``config.sampling``."""
 
     @abstractmethod
+    def score(self, prompts: Sequence[Sequence[int]]) -> list[PromptScores]:
+        """Teacher-forced scores of each prompt (token ids, at least one) under what is served now, in order;
+        log-probs of the raw logits, as in :class:`Completion`."""
+
+    @abstractmethod
     def _serve_adapter(self, path: Path, version: int) -> None:
-        """Make the next ``generate`` calls use the adapter at ``path``."""
+        """Make the next ``generate`` and ``score`` calls use the adapter at ``path``."""
 
     @abstractmethod
     def _serve_base(self) -> None:
-        """Make the next ``generate`` calls use the base model without adapter."""
+        """Make the next ``generate`` and ``score`` calls use the base model without adapter."""
 
     def load_adapter(
         self, path: str | Path, version: int, reference: TrainingSide | None = None
@@ -111,12 +132,7 @@ class Generator(ABC):
     def check(self, reference: TrainingSide) -> CheckResult:
         """Compare what is served now with ``reference`` on the configured probe prompt."""
         return check_served_adapter(
-            self,
-            reference.model,
-            reference.tokenizer,
-            prompt=self.config.check_prompt,
-            new_tokens=self.config.check_new_tokens,
-            tolerance=self.config.check_tolerance,
+            self, reference.model, reference.tokenizer, prompt=self.config.check_prompt, tolerance=self.config.check_tolerance
         )
 
     def reseed(self, seed: int) -> None:

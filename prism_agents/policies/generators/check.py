@@ -1,11 +1,16 @@
 """The served-adapter check: does the generator serve the weights the training side holds?
 
-The generator decodes a fixed probe prompt greedily; the training-side model
-then scores the same tokens in one teacher-forced forward pass. At every
-position the served token must be the training side's greedy choice (a tie
-within ``tolerance`` counts as equal) and its served log-prob must be within
-``tolerance`` of the training side's. Otherwise :class:`AdapterMismatchError`
-says which version, where, and which two tokens differ.
+A fixed probe (the check prompt's own tokens: no chat template, since the check
+compares weights and every probe token costs a forward position on both sides)
+is scored teacher-forced on both sides: by the generator in one prefill
+(:meth:`~prism_agents.policies.generators.base.Generator.score`) and by the
+training-side model in one forward pass. At every probe position (after each
+prefix of the probe tokens, the whole probe last) the served greedy
+choice must be the training side's (a tie within ``tolerance`` counts as
+equal), and the served log-probs of the next probe token and of the greedy choice
+must be within ``tolerance`` of the training side's. Otherwise
+:class:`AdapterMismatchError` says which version, where, and which tokens and
+values differ.
 """
 
 from __future__ import annotations
@@ -15,26 +20,29 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from prism_agents.config.generation import SamplingConfig
-
 if TYPE_CHECKING:
     from prism_agents.policies.generators.base import Generator
 
 
 class AdapterMismatchError(RuntimeError):
-    """The generator's output differs from the training-side model's on the probe prompt."""
+    """The generator's scores differ from the training-side model's on the probe."""
 
 
 @dataclass
 class CheckResult:
-    """A passed check: the probe tokens and how close the two sides were."""
+    """A passed check: how many probe positions were compared and how close the two sides were."""
 
     version: int | None
     """Adapter version that was checked (None: the base model)."""
-    token_ids: list[int]
-    """Greedy probe tokens both sides agree on."""
+    positions: int
+    """Probe positions compared: one after each prefix of the probe tokens (as many as the probe has tokens)."""
     max_logprob_diff: float
-    """Largest |served - training-side| log-prob over the probe tokens."""
+    """Largest |served - training-side| log-prob over the compared tokens (next probe token and greedy choice)."""
+
+
+def check_probe_ids(tokenizer: Any, message: str) -> list[int]:
+    """The token ids the served-adapter check scores: ``message`` tokenized as plain text."""
+    return tokenizer(message, add_special_tokens=False)["input_ids"]
 
 
 def probe_prompt_ids(tokenizer: Any, message: str) -> list[int]:
@@ -48,8 +56,9 @@ def probe_prompt_ids(tokenizer: Any, message: str) -> list[int]:
 
 
 @torch.no_grad()
-def token_logprobs(model: torch.nn.Module, prompt_ids: list[int], token_ids: list[int]) -> torch.Tensor:
-    """Log-softmax over the vocabulary at each of ``token_ids``'s positions (float32, shape [n, vocab]).
+def next_token_logprobs(model: torch.nn.Module, token_ids: list[int]) -> torch.Tensor:
+    """Log-softmax over the vocabulary after each prefix of ``token_ids``, in one forward pass
+    (float32, shape [len(token_ids), vocab]: row i is the distribution of the token after ``token_ids[: i + 1]``).
 
     The model runs in eval mode (no dropout) for this pass and gets its mode back afterwards.
     """
@@ -57,53 +66,53 @@ def token_logprobs(model: torch.nn.Module, prompt_ids: list[int], token_ids: lis
     model.eval()
     try:
         device = next(model.parameters()).device
-        ids = torch.tensor([prompt_ids + token_ids], device=device)
-        logits = model(input_ids=ids).logits[0, len(prompt_ids) - 1 : -1]
+        logits = model(input_ids=torch.tensor([token_ids], device=device)).logits[0]
     finally:
         model.train(was_training)
     return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 
 def check_served_adapter(
-    generator: Generator,
-    model: torch.nn.Module,
-    tokenizer: Any,
-    *,
-    prompt: str,
-    new_tokens: int,
-    tolerance: float,
+    generator: Generator, model: torch.nn.Module, tokenizer: Any, *, prompt: str, tolerance: float
 ) -> CheckResult:
-    """Compare the generator with ``model`` (the training side, its adapter active) on ``prompt``.
+    """Compare the generator with ``model`` (the training side, its adapter active) on the probe ``prompt``.
 
-    Raises :class:`AdapterMismatchError` at the first position where the
-    greedy tokens differ or the log-probs are further apart than ``tolerance``.
+    Raises :class:`AdapterMismatchError` at the first position where the greedy
+    choices differ or a log-prob differs by more than ``tolerance``.
     """
     version = generator.adapter_version
-    served_as = "the base model" if version is None else f"adapter version {version}"
-    prompt_ids = probe_prompt_ids(tokenizer, prompt)
-    probe = SamplingConfig(max_new_tokens=new_tokens, temperature=0.0, ignore_eos=True)
-    served = generator.generate([prompt_ids], probe)[0]
-    reference = token_logprobs(model, prompt_ids, served.token_ids)
+    where = f"{type(generator).__name__} serving {'the base model' if version is None else f'adapter version {version}'}"
+    probe = check_probe_ids(tokenizer, prompt)
+    served = generator.score([probe])[0]
+    reference = next_token_logprobs(model, probe)
     max_diff = 0.0
-    for position, (token, served_logprob) in enumerate(zip(served.token_ids, served.logprobs)):
-        expected = int(reference[position].argmax())
-        gap = float(reference[position, expected] - reference[position, token])
+    for row, (greedy, greedy_logprob) in enumerate(zip(served.greedy_ids, served.greedy_logprobs, strict=True)):
+        after = f"after the first {row + 1} of the {len(probe)} probe tokens"
+        expected = int(reference[row].argmax())
+        gap = float(reference[row, expected] - reference[row, greedy])
         if gap > tolerance:
             raise AdapterMismatchError(
-                f"{type(generator).__name__} serving {served_as} disagrees with the training-side model on the "
-                f"probe prompt at generated position {position}: served token {token} "
-                f"({tokenizer.decode([token])!r}), training side's greedy token {expected} "
-                f"({tokenizer.decode([expected])!r}, {gap:.4f} nats more likely); the served adapter is stale "
+                f"{where} disagrees with the training-side model {after}: served greedy token "
+                f"{_named(tokenizer, greedy)} (log-prob {greedy_logprob:.5f}), training side's greedy token "
+                f"{_named(tokenizer, expected)} ({gap:.4f} nats more likely there); the served adapter is stale "
                 "or was saved from different weights"
             )
-        diff = abs(float(reference[position, token]) - served_logprob)
-        if diff > tolerance:
-            raise AdapterMismatchError(
-                f"{type(generator).__name__} serving {served_as}: log-prob of probe token {token} "
-                f"({tokenizer.decode([token])!r}) at generated position {position} is {served_logprob:.5f} served "
-                f"vs {float(reference[position, token]):.5f} on the training side (difference {diff:.5f} > "
-                f"tolerance {tolerance}); the served adapter is stale, or raise generator.check_tolerance "
-                "for low-precision dtypes"
-            )
-        max_diff = max(max_diff, diff)
-    return CheckResult(version=version, token_ids=served.token_ids, max_logprob_diff=max_diff)
+        compared = [(greedy, greedy_logprob)]
+        if row + 1 < len(probe):
+            compared.append((probe[row + 1], served.token_logprobs[row]))
+        for token, served_logprob in compared:
+            expected_logprob = float(reference[row, token])
+            diff = abs(expected_logprob - served_logprob)
+            if diff > tolerance:
+                raise AdapterMismatchError(
+                    f"{where}: log-prob of token {_named(tokenizer, token)} {after} is {served_logprob:.5f} served "
+                    f"vs {expected_logprob:.5f} on the training side (difference {diff:.5f} > tolerance {tolerance}); "
+                    "the served adapter is stale, or raise generator.check_tolerance for low-precision dtypes"
+                )
+            max_diff = max(max_diff, diff)
+    return CheckResult(version=version, positions=len(served.greedy_ids), max_logprob_diff=max_diff)
+
+
+def _named(tokenizer: Any, token: int) -> str:
+    """A token id with its text, for messages."""
+    return f"{token} ({tokenizer.decode([token])!r})"

@@ -5,13 +5,13 @@ are loaded into one :class:`peft.PeftModel` under the names ``v<version>``;
 the previous version is deleted once the new one is active. Each batch samples
 on a private torch random stream seeded from the generator's stream (see
 :meth:`~prism_agents.policies.generators.base.Generator.reseed`), leaving torch's
-global one alone.
+global one alone. ``score`` is one forward pass per prompt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import peft
@@ -19,7 +19,8 @@ import torch
 from transformers import AutoModelForCausalLM, GenerationConfig
 
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
-from prism_agents.policies.generators.base import Completion, Generator
+from prism_agents.policies.generators.base import Completion, Generator, PromptScores
+from prism_agents.policies.generators.check import next_token_logprobs
 from prism_agents.policies.lora import resolve_device
 from prism_agents.registry import GENERATORS
 
@@ -82,9 +83,8 @@ class HFGenerator(Generator):
             return_dict_in_generate=True,
             **randomness,
         )
-        adapter_off = self.model.disable_adapter() if self._adapter_off() else nullcontext()
         seed = self._call_seed()
-        with torch.no_grad(), adapter_off, torch.random.fork_rng(devices=_cuda_devices(self.device)):
+        with torch.no_grad(), self._served(), torch.random.fork_rng(devices=_cuda_devices(self.device)):
             torch.manual_seed(seed)
             output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=options)
         new_tokens = output.sequences[:, width:].tolist()
@@ -98,8 +98,14 @@ class HFGenerator(Generator):
             completions.append(self._completion(len(prompt), tokens[:keep], token_logprobs[:keep], stopped))
         return completions
 
-    def _adapter_off(self) -> bool:
-        return self._adapter_name is None and isinstance(self.model, peft.PeftModel)
+    def score(self, prompts: Sequence[Sequence[int]]) -> list[PromptScores]:
+        with self._served():
+            return [_prompt_scores(list(prompt), next_token_logprobs(self.model, list(prompt))) for prompt in prompts]
+
+    def _served(self) -> AbstractContextManager:
+        """Context in which ``self.model`` is what is served: the peft adapters disabled while the base model is."""
+        base_served = self._adapter_name is None and isinstance(self.model, peft.PeftModel)
+        return self.model.disable_adapter() if base_served else nullcontext()
 
     def close(self) -> None:
         del self.model
@@ -114,6 +120,13 @@ def _stop_token_ids(*candidates: int | list[int] | None) -> list[int]:
             if token not in ids:
                 ids.append(token)
     return ids
+
+
+def _prompt_scores(prompt: list[int], logprobs: torch.Tensor) -> PromptScores:
+    """:class:`PromptScores` of ``prompt`` from its log-softmax rows (one after each prefix)."""
+    greedy_logprobs, greedy_ids = logprobs.max(dim=-1)
+    actual = logprobs[:-1].gather(1, torch.tensor(prompt[1:])[:, None]).squeeze(1)
+    return PromptScores(actual.tolist(), greedy_ids.tolist(), greedy_logprobs.tolist())
 
 
 def _first_stop(tokens: list[int], stop_ids: Sequence[int]) -> int:

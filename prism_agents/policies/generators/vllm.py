@@ -18,6 +18,9 @@ An adapter version is served in one of two ways (``generator.adapter_serving``):
 ``auto`` (the default) picks ``merged`` on CPU and ``lora`` on GPUs. Prompts go in as
 token ids (``TokensPrompt``) and ``logprobs=0`` returns the log-prob of each
 sampled token only (vLLM's default ``raw_logprobs``: before temperature and top-p).
+``score`` is one prefill per prompt (one request at a time) with ``prompt_logprobs=1`` (each prompt token's
+log-prob and the top choice there; vLLM then skips reading the prefix cache) and one
+greedy token for the choice after the prompt.
 Every prompt gets its own sampling seed, derived from the generator's random
 stream, the call and the prompt's position, so the engine's own random state
 (shared by whoever used the engine before) never matters.
@@ -43,7 +46,7 @@ from safetensors.torch import save
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.logs import vllm_logging_config_file
 from prism_agents.policies.generators import vllm_worker
-from prism_agents.policies.generators.base import Completion, Generator, adapter_rank, derived_seed
+from prism_agents.policies.generators.base import Completion, Generator, PromptScores, adapter_rank, derived_seed
 from prism_agents.policies.generators.merged import MergedWeights
 from prism_agents.registry import GENERATORS
 
@@ -143,7 +146,6 @@ class VLLMGenerator(Generator):
 
     def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig | None = None) -> list[Completion]:
         from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
 
         sampling = self._sampling(sampling)
         call_seed = self._call_seed()
@@ -160,12 +162,7 @@ class VLLMGenerator(Generator):
             )
             for position in range(len(prompts))
         ]
-        outputs = self.llm.generate(
-            [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts],
-            params,
-            lora_request=self._lora,
-            use_tqdm=False,
-        )
+        outputs = self._run(prompts, params)
         completions = []
         for prompt, output in zip(prompts, outputs):
             sample = output.outputs[0]
@@ -173,6 +170,32 @@ class VLLMGenerator(Generator):
             logprobs = [step[token].logprob for token, step in zip(token_ids, sample.logprobs)]
             completions.append(self._completion(len(prompt), token_ids, logprobs, sample.finish_reason == "stop"))
         return completions
+
+    def score(self, prompts: Sequence[Sequence[int]]) -> list[PromptScores]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=0, prompt_logprobs=1, detokenize=False)
+        scores = []
+        # One request per call: vLLM's LoRA logits processor fails on prompt log-probs of several requests at once.
+        for prompt, output in ((prompt, self._run([prompt], params)[0]) for prompt in prompts):
+            # Rows after each prefix: the prompt's from the first token on, then the greedy token after the prompt.
+            rows = [*output.prompt_logprobs[1:], output.outputs[0].logprobs[0]]
+            best = [min(row.items(), key=lambda item: item[1].rank) for row in rows]
+            scores.append(
+                PromptScores(
+                    token_logprobs=[row[token].logprob for token, row in zip(prompt[1:], rows)],
+                    greedy_ids=[token for token, _ in best],
+                    greedy_logprobs=[logprob.logprob for _, logprob in best],
+                )
+            )
+        return scores
+
+    def _run(self, prompts: Sequence[Sequence[int]], params) -> list:
+        """vLLM's request outputs for ``prompts`` (token ids) under ``params``, with the served LoRA request."""
+        from vllm.inputs import TokensPrompt
+
+        prompts_in = [TokensPrompt(prompt_token_ids=list(prompt)) for prompt in prompts]
+        return self.llm.generate(prompts_in, params, lora_request=self._lora, use_tqdm=False)
 
     def close(self) -> None:
         self.llm = None
