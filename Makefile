@@ -23,4 +23,5 @@ benchmarks: setup
 	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/env_steps.py
 	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/probe.py
 	.venv/bin/python benchmarks/webshop_env.py
-	@echo "benchmarks/rl_iteration.py RUN_DIR reads the RL timings of a finished run"
+	@echo "benchmarks/rl_iteration.py RUN_DIR replays the RL stage of a finished default run per rl.sequences layout (~10 min)"
+	@echo "benchmarks/rl_learning.py runs SFT then GRPO on ALFWorld pick/look/heat and evaluates 65 held-out games (~40 min)"

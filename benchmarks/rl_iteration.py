@@ -4,7 +4,7 @@ The run's RL stage is played again from its SFT adapter on copies of the run fol
 ``rl.sequences`` layout, with the same config and seed (so the same episodes): ``episode`` (the engine now:
 one sequence per episode) and ``step`` (one sequence per step, each holding its whole prompt: how the learner
 trained before). Each replay is a ``prism-agents run --resume`` of the copy in a subprocess, with the
-evaluation switched off; its ``rl_iterations.jsonl`` and ``compute.json`` give, per iteration, the adapter
+evaluation cut to one step of one episode; its ``rl_iterations.jsonl`` and ``compute.json`` give, per iteration, the adapter
 sync (serving the committed adapter in the running engine and checking it), the rollouts (generation and
 environment time), the update, the trained tokens and the padding share; the subprocess's CPU time over its
 wall clock gives its CPU use (200 % = both cores of this machine). The episodes' own tokens (``served_tokens``:
@@ -46,9 +46,9 @@ def replay(run: Path, layout: str, iterations: int, scratch: Path) -> dict:
     copy = scratch / f"{run.name}-{layout}"
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("tensorboard", "wandb", "mlruns"))
     write_jsonl_atomic(copy / "rl_iterations.jsonl", [])
-    RunFolder(copy).discard_from("rl")
+    RunFolder.open(copy).discard_from("rl")
     command = [sys.executable, "-m", "prism_agents.cli", "run", "--resume", str(copy), f"rl.sequences={layout}",
-               f"rl.iterations={iterations}", "eval.num_tasks=0"]
+               f"rl.iterations={iterations}", "eval.num_tasks=1", "eval.max_steps=1"]
     before, started = os.times(), time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     wall, after = time.perf_counter() - started, os.times()
@@ -89,7 +89,7 @@ def main() -> None:
     generation = json.loads(args.generation.read_text())["runs"]
     best_vllm = max(("vllm_lora", "vllm_merged"), key=lambda mode: generation[mode]["generated_tokens_per_s"])
     vllm_speedup = generation[best_vllm]["generated_tokens_per_s"] / generation["hf_lora"]["generated_tokens_per_s"]
-    rollout = now["rollout_s"]
+    rollout = sum(line["rollout_s"] for line in layouts["episode"]["iterations"])
     env_share = layouts["episode"]["env_s"] / rollout if rollout else 0.0
     iteration_now = now["sync_s"] + now["rollout_s"] + now["update_s"]
     iteration_before = before["sync_s"] + before["rollout_s"] + before["update_s"]

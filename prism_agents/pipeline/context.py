@@ -163,12 +163,20 @@ class RunContext:
         return "policy:base", "base model (no adapter)"
 
     def play(
-        self, spec: EnvSpec, tasks: Sequence[Task], sampling: SamplingConfig, source: str, spent: StageCompute, description: str
+        self,
+        spec: EnvSpec,
+        tasks: Sequence[Task],
+        sampling: SamplingConfig,
+        source: str,
+        spent: StageCompute,
+        description: str,
+        stream: str | None = None,
     ) -> list[Trajectory]:
-        """Episodes of the served policy on ``tasks`` (``eval.batch_size`` in lockstep), counted in ``spent``."""
+        """Episodes of the served policy on ``tasks`` (``eval.batch_size`` in lockstep), counted in ``spent``;
+        sampled on the random stream named ``stream`` (by default ``description``)."""
         with EnvPool(spec, num_slots=min(self.config.eval.batch_size, len(tasks))) as pool:
             return play_episodes(
-                pool, self.generator(stream=description), self.prompts(), tasks, sampling, source, spent,
+                pool, self.generator(stream=stream or description), self.prompts(), tasks, sampling, source, spent,
                 max_prompt_tokens=self.max_prompt_tokens(sampling), description=description,
             )
 

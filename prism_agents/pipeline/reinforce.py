@@ -92,6 +92,7 @@ def reinforcement_learning(context: RunContext, spent: StageCompute) -> StageOut
         episodes = context.play(
             spec, [task for task in chosen for _ in range(settings.group_size)], settings.sampling, source, part,
             description=f"rl iteration {iteration + 1}/{iterations}",
+            stream=f"rl iteration {iteration + 1}",  # the same episodes whatever rl.iterations is
         )
         timings["rollout_s"] = time.perf_counter() - clock
         fault_point("rl.after_rollouts")
