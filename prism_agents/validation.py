@@ -68,6 +68,7 @@ def _check(config: RunConfig, splits: dict[str, str]) -> None:
     _check_template(config)
     _check_router(config)
     _check_logging(config)
+    _check_cluster(config)
     _check_data(config, env_class, splits)
     _check_generator(config)
     _check_learner(config)
@@ -184,6 +185,13 @@ def _check_logging(config: RunConfig) -> None:
             raise ConfigValueError(
                 f"logging.{package}", f"is true, but the package {package!r} is not installed (pip install {package})"
             )
+
+
+def _check_cluster(config: RunConfig) -> None:
+    if config.cluster.uses_ray and importlib.util.find_spec("ray") is None:
+        raise ConfigValueError(
+            "cluster.backend", "is 'ray', but the package 'ray' is not installed (pip install 'prism-agents[cluster]')"
+        )
 
 
 def _check_generator(config: RunConfig) -> None:

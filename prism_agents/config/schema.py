@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from prism_agents.config.base import require, require_one_of
+from prism_agents.config.cluster import ClusterConfig
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.config.model import LoraConfig, ModelConfig
@@ -112,6 +113,8 @@ class RunConfig:
     """Evaluation on a held-out split."""
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     """Metric sinks besides ``metrics.jsonl``."""
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    """Where the environments, the generator and the learner run: this process (``local``) or Ray actors."""
 
     def validate(self) -> None:
         require(bool(self.name.strip()), "name", "must not be empty")

@@ -1,0 +1,109 @@
+"""Config section ``cluster``: where a run's parts execute, from one process to a Ray cluster."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from prism_agents.config.base import require, require_one_of
+
+BACKENDS = ("local", "ray")
+LEARNER_STRATEGIES = ("ddp", "fsdp")
+
+
+@dataclass
+class ClusterConfig:
+    """How the environments, the generator and the learner are spread over processes and machines.
+
+    ``backend: local`` (the default) runs as one process with ``environment.num_workers`` worker processes and
+    never imports Ray. ``backend: ray`` places environment workers, vLLM engine replicas and torch.distributed
+    learner workers as Ray actors, on a Ray it starts on this machine or on a running cluster (docs/scaling.md).
+    """
+
+    backend: str = "local"
+    """``local`` (one machine, no Ray) or ``ray`` (Ray actors; the fields below apply)."""
+    address: Optional[str] = None
+    """Ray to join: None starts a private Ray on this machine with ``local_cpus`` CPUs and ``object_store_mib``
+    of object store (no dashboard, localhost only) and stops it at the end; ``auto`` joins the Ray running on
+    this machine (``ray start --head`` or a worker node of a cluster); ``ray://host:10001`` joins through Ray
+    Client."""
+    local_cpus: int = 2
+    """CPUs the private Ray started when ``address`` is None may schedule (fractional actors share them)."""
+    local_gpus: int = 0
+    """GPUs the private Ray started when ``address`` is None may schedule."""
+    object_store_mib: int = 256
+    """Object store memory of the private Ray started when ``address`` is None, in MiB."""
+    env_workers: int = 2
+    """Environment actors (each steps its share of the batch's environments); replaces ``environment.num_workers``."""
+    env_worker_cpus: float = 1.0
+    """CPUs each environment actor reserves in Ray's scheduler (fractional allowed, e.g. 0.25 packs four per core)."""
+    generator_replicas: int = 1
+    """vLLM engine replicas (data parallel: a batch of prompts is spread over them); each serves every adapter
+    version, checked before use."""
+    generator_gpus: float = 0.0
+    """GPUs each engine replica reserves (0 on CPU machines; a fraction when colocated with the learner)."""
+    generator_cpus: float = 1.0
+    """CPUs each engine replica reserves in Ray's scheduler."""
+    tensor_parallel_size: int = 1
+    """GPUs one engine replica spreads its model over (vLLM tensor parallelism; needs that many GPUs per
+    replica)."""
+    learner_workers: int = 1
+    """torch.distributed learner workers (data parallel over the LoRA parameters): each computes the gradient of
+    its share of every global batch; the adapter does not depend on the count beyond float rounding."""
+    learner_gpus: float = 0.0
+    """GPUs each learner worker reserves (0: CPU workers, gloo; otherwise NCCL)."""
+    learner_cpus: float = 1.0
+    """CPUs each learner worker reserves in Ray's scheduler."""
+    learner_strategy: str = "ddp"
+    """``ddp`` (every worker holds the base model, gradients of the adapter averaged) or ``fsdp`` (the model
+    sharded over the workers, for a base that does not fit one device)."""
+    colocate: bool = False
+    """Engines and learner workers share the same GPUs (each with its fraction of ``generator_gpus`` /
+    ``learner_gpus``); false puts them on separate GPUs."""
+    max_actor_restarts: int = 3
+    """Times Ray restarts a crashed environment actor before the run fails (its episode is counted as failed)."""
+
+    @property
+    def uses_ray(self) -> bool:
+        """True when the run places its parts as Ray actors."""
+        return self.backend == "ray"
+
+    def validate(self) -> None:
+        require_one_of(self.backend, BACKENDS, "backend")
+        require(
+            self.address is None or self.address == "auto" or self.address.startswith("ray://"),
+            "address",
+            f"must be unset (a private Ray on this machine), 'auto' or 'ray://host:port' (got {self.address!r})",
+        )
+        require(self.local_cpus >= 1, "local_cpus", f"must be at least 1 (got {self.local_cpus})")
+        require(self.local_gpus >= 0, "local_gpus", f"must be 0 or more (got {self.local_gpus})")
+        require(self.object_store_mib >= 64, "object_store_mib", f"must be at least 64 (got {self.object_store_mib})")
+        require(self.env_workers >= 1, "env_workers", f"must be at least 1 (got {self.env_workers})")
+        require(self.generator_replicas >= 1, "generator_replicas", f"must be at least 1 (got {self.generator_replicas})")
+        require(self.learner_workers >= 1, "learner_workers", f"must be at least 1 (got {self.learner_workers})")
+        require(self.tensor_parallel_size >= 1, "tensor_parallel_size", f"must be at least 1 (got {self.tensor_parallel_size})")
+        for name in ("env_worker_cpus", "generator_cpus", "learner_cpus"):
+            value = getattr(self, name)
+            require(value > 0, name, f"must be positive (got {value})")
+        for name in ("generator_gpus", "learner_gpus"):
+            value = getattr(self, name)
+            require(value >= 0, name, f"must be 0 (CPU) or more (got {value})")
+        require(
+            self.tensor_parallel_size == 1 or self.generator_gpus >= self.tensor_parallel_size,
+            "tensor_parallel_size",
+            f"needs generator_gpus >= tensor_parallel_size (got {self.tensor_parallel_size} with "
+            f"generator_gpus={self.generator_gpus})",
+        )
+        require_one_of(self.learner_strategy, LEARNER_STRATEGIES, "learner_strategy")
+        require(
+            not self.colocate or (self.generator_gpus > 0 and self.learner_gpus > 0),
+            "colocate",
+            "needs generator_gpus and learner_gpus above 0 (colocation shares GPUs)",
+        )
+        if self.colocate:
+            require(
+                self.generator_gpus + self.learner_gpus <= 1.0,
+                "colocate",
+                f"needs generator_gpus + learner_gpus <= 1 to share a GPU (got {self.generator_gpus} + {self.learner_gpus})",
+            )
+        require(self.max_actor_restarts >= 0, "max_actor_restarts", f"must be 0 or more (got {self.max_actor_restarts})")
