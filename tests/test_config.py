@@ -147,3 +147,32 @@ def test_the_config_package_imports_no_component_module():
 def test_a_key_of_an_earlier_release_says_where_it_went(override, hint):
     with pytest.raises(ConfigError, match=rf"unknown key \(.*{re.escape(hint)}"):
         load_config(None, [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("cluster.backend=slurm", "cluster.backend: must be one of 'local', 'ray'"),
+        ("cluster.address=headnode", "cluster.address: must be unset .*'auto', 'host:port' or 'ray://host:port'"),
+        ("cluster.env_worker_cpus=0", "cluster.env_worker_cpus: must be positive"),
+        ("cluster.learner_workers=0", "cluster.learner_workers: must be at least 1"),
+        ("cluster.tensor_parallel_size=2", "cluster.tensor_parallel_size: needs generator_gpus >= tensor_parallel_size"),
+        ("cluster.colocate=true", "cluster.colocate: needs generator_gpus and learner_gpus above 0"),
+        ("cluster.learner_strategy=zero3", "cluster.learner_strategy: must be one of 'ddp', 'fsdp'"),
+    ],
+)
+def test_bad_cluster_values_fail_before_any_work(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_colocated_gpus_must_fit_one_gpu():
+    overrides = ["cluster.backend=ray", "cluster.colocate=true", "cluster.generator_gpus=0.6", "cluster.learner_gpus=0.6"]
+    with pytest.raises(ConfigError, match=r"cluster.colocate: needs generator_gpus \+ learner_gpus <= 1"):
+        load_config(None, overrides)
+    config = load_config(None, [*overrides[:2], "cluster.generator_gpus=0.5", "cluster.learner_gpus=0.5"])
+    assert config.cluster.uses_ray and config.cluster.colocate
+
+
+def test_the_local_backend_is_the_default():
+    assert load_config(None).cluster.backend == "local"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -9,6 +10,8 @@ from prism_agents.config.base import require, require_one_of
 
 BACKENDS = ("local", "ray")
 LEARNER_STRATEGIES = ("ddp", "fsdp")
+ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}")
+"""A Ray address: the head's ``host:port`` (GCS) or a Ray Client ``ray://host:port``."""
 
 
 @dataclass
@@ -25,8 +28,8 @@ class ClusterConfig:
     address: Optional[str] = None
     """Ray to join: None starts a private Ray on this machine with ``local_cpus`` CPUs and ``object_store_mib``
     of object store (no dashboard, localhost only) and stops it at the end; ``auto`` joins the Ray running on
-    this machine (``ray start --head`` or a worker node of a cluster); ``ray://host:10001`` joins through Ray
-    Client."""
+    this machine (``ray start --head`` or a worker node of a cluster); ``host:6379`` joins the cluster whose head
+    is there; ``ray://host:10001`` joins through Ray Client."""
     local_cpus: int = 2
     """CPUs the private Ray started when ``address`` is None may schedule (fractional actors share them)."""
     local_gpus: int = 0
@@ -71,9 +74,9 @@ class ClusterConfig:
     def validate(self) -> None:
         require_one_of(self.backend, BACKENDS, "backend")
         require(
-            self.address is None or self.address == "auto" or self.address.startswith("ray://"),
+            self.address is None or self.address == "auto" or ADDRESS.fullmatch(self.address) is not None,
             "address",
-            f"must be unset (a private Ray on this machine), 'auto' or 'ray://host:port' (got {self.address!r})",
+            f"must be unset (a private Ray on this machine), 'auto', 'host:port' or 'ray://host:port' (got {self.address!r})",
         )
         require(self.local_cpus >= 1, "local_cpus", f"must be at least 1 (got {self.local_cpus})")
         require(self.local_gpus >= 0, "local_gpus", f"must be 0 or more (got {self.local_gpus})")
