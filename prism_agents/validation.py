@@ -188,9 +188,24 @@ def _check_logging(config: RunConfig) -> None:
 
 
 def _check_cluster(config: RunConfig) -> None:
-    if config.cluster.uses_ray and importlib.util.find_spec("ray") is None:
+    cluster = config.cluster
+    if not cluster.uses_ray:
+        return
+    if importlib.util.find_spec("ray") is None:
         raise ConfigValueError(
             "cluster.backend", "is 'ray', but the package 'ray' is not installed (pip install 'prism-agents[cluster]')"
+        )
+    if cluster.tensor_parallel_size > 1 and config.generator.name != "vllm":
+        raise ConfigValueError(
+            "cluster.tensor_parallel_size",
+            f"is {cluster.tensor_parallel_size}, which only the vllm generator supports (generator.name is "
+            f"{config.generator.name!r})",
+        )
+    if cluster.colocate and config.generator.gpu_memory_utilization > cluster.generator_gpus:
+        raise ConfigValueError(
+            "generator.gpu_memory_utilization",
+            f"is {config.generator.gpu_memory_utilization}, more than the GPU share each colocated engine gets "
+            f"(cluster.generator_gpus={cluster.generator_gpus}); set it at most that share",
         )
 
 

@@ -3,6 +3,7 @@ stages are shared where their inputs match, the report, tables and plot are writ
 finished comparison trains nothing and rebuilds the same report."""
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib.image
@@ -10,8 +11,10 @@ import pytest
 import yaml
 
 from prism_agents.cli import main
-from prism_agents.comparison.plot import pareto_front
+from prism_agents.comparison.plot import pareto_figure, pareto_front
 from prism_agents.io import read_jsonl
+from prism_agents.reporting.figures import plt
+from prism_agents.reporting.intervals import wilson_interval
 from prism_agents.routers.baselines import seeded_uniform
 from prism_agents.routers.split import split_by_share
 from run_arguments import arguments, last_line
@@ -99,8 +102,19 @@ def test_compare_runs_the_variants_shares_stages_and_a_rerun_only_rebuilds_the_r
     for name in VARIANTS:
         assert f"| {name} |" in report and f"(runs/{name}-seed0/report.md)" in report
     assert "| sft-then-rl | `both` | 2 | 0 | 0 | 2 | 100 : 100 |" in report
+    for name in VARIANTS:  # one seed: each success rate with its interval, the score without
+        assert re.search(rf"\| {name} \| \d+\.\d\d \[\d+\.\d, \d+\.\d\] \| \d+\.\d\d \|", report), name
+    assert "## Per seed" not in report
     image = matplotlib.image.imread(folder / "pareto.png")
     assert image.shape[0] > 300 and image.shape[1] > 600
+    figure = pareto_figure(results)
+    for panel in figure.axes:  # each point's error bar spans its 95 % Wilson interval
+        (bars,) = panel.containers
+        spans = [tuple(segment[:, 1]) for segment in bars.lines[2][0].get_segments()]
+        pooled = [results["variants"][name]["evaluation"]["eval_in_distribution"]["pooled_success"] for name in VARIANTS]
+        assert spans == [pytest.approx((100 * p["success_interval"]["low"], 100 * p["success_interval"]["high"])) for p in pooled]
+        assert panel.get_ylim() == (0.0, 100.0)
+    plt.close(figure)
 
     before = outputs_of(folder)
     built = {name: (folder / name).read_bytes() for name in ("report.md", "results.json", "pareto.png")}
@@ -116,6 +130,7 @@ def test_compare_runs_the_variants_shares_stages_and_a_rerun_only_rebuilds_the_r
     assert main(["report", str(moved)]) == 0
     printed = capsys.readouterr().out
     assert "sft-then-rl: success rate" in printed and last_line(printed) == moved
+    assert re.search(r"sft-then-rl: success rate \d+\.\d\d % \[\d+\.\d, \d+\.\d\], ", printed)
     assert (moved / "report.md").read_bytes() == built["report.md"]
 
 
@@ -125,13 +140,24 @@ def test_compare_over_seeds_reports_mean_and_spread(tmp_path, tiny_model, alfwor
     settings["variants"] = {"random": VARIANTS["random"], "all-sft": VARIANTS["all-sft"]}
     ablation.write_text(yaml.safe_dump(settings))
     assert main(["compare", str(ablation)]) == 0
-    folder = last_line(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    folder = last_line(printed)
     results = json.loads((folder / "results.json").read_text())
     for entry in results["variants"].values():
         assert entry["runs"][1].endswith("-seed1")
         success = entry["evaluation"]["train"]["success_rate"]
         assert len(success["values"]) == 2 and success["sd"] is not None
-    assert "mean over the 2 seed(s), ± the sample standard deviation" in (folder / "report.md").read_text()
+        for run, record in zip(entry["runs"], entry["evaluation"]["train"]["success_intervals"]):
+            evaluation = json.loads((folder / "runs" / run / "summary.json").read_text())["eval"]
+            expected = wilson_interval(evaluation["successes"], evaluation["episodes"])
+            assert (record["low"], record["high"], record["episodes"]) == (expected.low, expected.high, 2)
+    report = (folder / "report.md").read_text()
+    assert "mean over the 2 seed(s), ± the sample standard deviation" in report
+    assert "## Per seed" in report
+    for name in ("random", "all-sft"):
+        for seed in (0, 1):  # each seed's rate with its interval, beside its score and task types
+            assert re.search(rf"\| {name} \| {seed} \| 2 \| \d+\.\d\d \[\d+\.\d, \d+\.\d\] \| \d+\.\d\d \|", report)
+        assert re.search(rf"{name}: success rate .* \(seed 0: \d+\.\d\d \[[^]]+\], seed 1: \d+\.\d\d \[[^]]+\]\)", printed)
     configs = [yaml.safe_load((folder / "runs" / f"random-seed{seed}" / "config.yaml").read_text()) for seed in (0, 1)]
     assert [(c["seed"], c["router"]["seed"], c["sft"]["seed"], c["generator"]["seed"]) for c in configs] == [(0, 0, 0, 0), (1, 1, 1, 1)]
 

@@ -52,6 +52,7 @@ def played(policy, prompts, outcomes):
         episode = sample_trajectory(f"policy:{number}")
         episode.instruction = f"Your task is to: put pen {number} in drawer {number}."
         episode.won, episode.score = won, float(won)
+        episode.steps[-1].reward = float(won)
         episodes.append(as_served(episode, prompts))
     for sample in rl_samples(episodes, "step"):
         ids, attention, mask = collate([sample], policy.tokenizer.pad_token_id, policy.device)

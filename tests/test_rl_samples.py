@@ -27,14 +27,22 @@ def prompts(request):
     return PromptBuilder(build_tokenizer(), PromptConfig(history=request.param), "alfworld")
 
 
-def test_rewards_pay_the_win_times_the_score_on_the_last_step_and_charge_the_penalties(prompts):
-    episode = played(prompts, invalid_step=1)
+def with_final_reward(episode, reward: float, won: bool):
+    """``episode`` whose last step the environment paid ``reward`` (its score follows the reward)."""
+    steps = [*episode.steps[:-1], dataclasses.replace(episode.steps[-1], reward=reward)]
+    return dataclasses.replace(episode, steps=steps, won=won, score=reward)
+
+
+def test_rewards_pay_the_win_times_the_last_step_reward_and_charge_the_penalties(prompts):
+    episode = with_final_reward(played(prompts, invalid_step=1), 1.0, won=True)
     reward = RewardConfig(win=10.0, invalid_action_penalty=0.5, step_penalty=0.1)
     assert shaped_rewards(episode, reward) == pytest.approx([-0.1, -0.6, -0.1, 9.9])
-    lost = dataclasses.replace(episode, won=False, score=0.0)
+    lost = with_final_reward(episode, 0.0, won=False)
     assert shaped_rewards(lost, reward) == pytest.approx([-0.1, -0.6, -0.1, -0.1])
-    partial_purchase = dataclasses.replace(episode, won=False, score=0.75)  # a WebShop purchase scored 0.75
+    partial_purchase = with_final_reward(episode, 0.75, won=False)  # a WebShop purchase scored 0.75
     assert shaped_rewards(partial_purchase, reward) == pytest.approx([-0.1, -0.6, -0.1, 7.4])
+    success_only = dataclasses.replace(partial_purchase, steps=lost.steps)  # WebShop reward_mode success_only
+    assert shaped_rewards(success_only, reward) == pytest.approx([-0.1, -0.6, -0.1, -0.1])
 
 
 def test_every_step_becomes_its_served_prompt_plus_its_completion(prompts):
@@ -113,7 +121,7 @@ def test_penalty_at_advantage_leaves_the_rewards_and_charges_only_the_invalid_st
 )
 def test_grpo_advantages_with_the_penalty_in_either_place_by_hand(prompts, place, expected):
     won = played(prompts, invalid_step=1)
-    lost = dataclasses.replace(played(prompts), trajectory_id="policy:v1:train:0#1", won=False, score=0.0)
+    lost = dataclasses.replace(with_final_reward(played(prompts), 0.0, won=False), trajectory_id="policy:v1:train:0#1")
     reward = RewardConfig(win=10.0, invalid_action_penalty=0.5, invalid_action_penalty_at=place)
     config = RLConfig(normalize_std=False, reward=reward)
     estimate = GroupAdvantages(config).estimate(None, [won, lost], [], prompts)

@@ -1,4 +1,8 @@
-"""``pareto.png``: each variant's success rate against its training compute, with the Pareto front."""
+"""``pareto.png``: each variant's success rate against its training compute, with the Pareto front.
+
+Each point is the variant's success over all seeds' episodes pooled (with equal episodes per seed, the mean
+over seeds), its error bar that rate's 95 % Wilson interval.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 from matplotlib.ticker import NullFormatter
 
 from prism_agents.reporting.figures import plt, save_png
+from prism_agents.reporting.rates import INTERVAL_NOTE, rate_interval
 
 LOG_SCALE_RANGE = 20
 """A cost axis is logarithmic when its largest value is more than this many times its smallest."""
@@ -28,16 +33,22 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def write_pareto_plot(results: dict[str, Any], path: Path) -> None:
-    """Success rate on the first evaluation split against training FLOPs and wall clock, one panel each."""
+    """Write :func:`pareto_figure` of ``results`` to ``path``."""
+    save_png(pareto_figure(results), path)
+
+
+def pareto_figure(results: dict[str, Any]) -> plt.Figure:
+    """Success rate on the first evaluation split, with its interval, against training FLOPs and wall clock,
+    one panel each."""
     split = next(iter(results["splits"]))
     names = list(results["variants"])
-    success = [100 * results["variants"][name]["evaluation"][split]["success_rate"]["mean"] for name in names]
-    spreads = [results["variants"][name]["evaluation"][split]["success_rate"]["sd"] for name in names]
+    intervals = [rate_interval(results["variants"][name]["evaluation"][split]["pooled_success"]) for name in names]
+    success = [100 * interval.rate for interval in intervals]
+    errors = [[100 * (i.rate - i.low) for i in intervals], [100 * (i.high - i.rate) for i in intervals]]
     figure, panels = plt.subplots(1, len(AXES), figsize=(11, 4.5), dpi=110)
     for panel, (measure, label) in zip(panels, AXES):
         cost = [results["variants"][name]["compute"][measure] for name in names]
-        errors = [100 * sd if sd is not None else 0.0 for sd in spreads]
-        panel.errorbar(cost, success, yerr=errors, fmt="o", capsize=3)
+        panel.errorbar(cost, success, yerr=errors, fmt="o", capsize=3, clip_on=False)
         for index, (name, x, y) in enumerate(zip(names, cost, success)):
             # staggered labels stay readable when variants cost about the same
             panel.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5 + 11 * (index % 3)), fontsize=8)
@@ -46,11 +57,16 @@ def write_pareto_plot(results: dict[str, Any], path: Path) -> None:
         if min(cost) > 0 and max(cost) > LOG_SCALE_RANGE * min(cost):
             panel.set_xscale("log")
             panel.xaxis.set_minor_formatter(NullFormatter())
-        panel.set_ylim(-5, max(20.0, max(success) + 10))
+        panel.set_ylim(0, 100)
         panel.set_xlabel(label)
         panel.set_ylabel(f"success rate on {split} (%)")
         panel.grid(alpha=0.3)
     seeds = len(results["seeds"])
-    figure.suptitle(f"{results['comparison']}: success vs training compute (mean over {seeds} seed(s))", fontsize=10)
+    episodes = "/".join(sorted({str(i.n) for i in intervals}, key=int))
+    figure.suptitle(
+        f"{results['comparison']}: success vs training compute ({episodes} episodes over {seeds} seed(s) pooled; "
+        f"bars: {INTERVAL_NOTE})",
+        fontsize=10,
+    )
     figure.tight_layout()
-    save_png(figure, path)
+    return figure

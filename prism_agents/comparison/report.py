@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prism_agents.comparison.results import REPORTED_STAGES
+from prism_agents.reporting.rates import INTERVAL_NOTE, percent_text, record_interval
 from prism_agents.reporting.report import TASK_TYPE_ORDER
 
 
@@ -20,11 +21,15 @@ def render_comparison(results: dict[str, Any], plot_file: str) -> str:
         f"- Model: `{results['model']}`; environment: `{results['environment']}`",
         f"- Seeds: {', '.join(map(str, seeds))}: every number is the mean over the {len(seeds)} seed(s)"
         + (", ± the sample standard deviation." if len(seeds) > 1 else " (one seed: no spread)."),
+        f"- Brackets: the {INTERVAL_NOTE} of a success rate over its episodes"
+        + (" (each seed's, under [Per seed](#per-seed))." if len(seeds) > 1 else "."),
         f"- Overrides of every variant: {_code(results['common_overrides']) or 'none'}",
         "",
     ]
     for split, description in results["splits"].items():
         lines += _results_section(variants, split, description)
+    if len(seeds) > 1:
+        lines += _per_seed_section(variants, seeds, list(results["splits"]))
     lines += _routing_section(variants)
     lines += _compute_section(variants, results["baseline"])
     lines += [
@@ -32,8 +37,10 @@ def render_comparison(results: dict[str, Any], plot_file: str) -> str:
         "",
         f"![success rate against training compute]({plot_file})",
         "",
-        f"`{plot_file}`: success rate on `{next(iter(results['splits']))}` (mean over seeds) against the training "
-        "stages' estimated FLOPs and wall clock; the line joins the variants no other variant beats on both.",
+        f"`{plot_file}`: success rate on `{next(iter(results['splits']))}` (all seeds' episodes pooled) with its "
+        f"{INTERVAL_NOTE} as an error bar, against the training stages' estimated FLOPs and wall clock; the line "
+        "joins the variants no other variant beats on both."
+        + (" The bars count episode sampling only, not the spread between seeds." if len(seeds) > 1 else ""),
         "",
     ]
     lines += _variants_section(variants)
@@ -50,11 +57,20 @@ def comparison_headlines(results: dict[str, Any]) -> list[str]:
         episodes = "/".join(map(str, sorted(set(evaluation["episodes_per_seed"]))))
         speedup = compute.get("speedup_wall_clock")
         lines.append(
-            f"{variant}: success rate {_percent(evaluation['success_rate'])} %, score {_percent(evaluation['score'])} "
-            f"({split} split, {episodes} episodes x {seeds} seed(s)); training {compute['training_wall_clock_s']:.0f} s"
+            f"{variant}: success rate {_success(evaluation, ' %')}{_seed_rates(evaluation, results['seeds'])}, "
+            f"score {_percent(evaluation['score'])} ({split} split, {episodes} episodes x {seeds} seed(s), {INTERVAL_NOTE}); "
+            f"training {compute['training_wall_clock_s']:.0f} s"
             + (f" ({_ratio(speedup)} vs {results['baseline']})" if results["baseline"] else "")
         )
     return lines
+
+
+def _seed_rates(evaluation: dict[str, Any], seeds: list[int]) -> str:
+    """`` (seed 0: 6.25 [1.1, 28.3], seed 1: ...)`` with several seeds; nothing with one."""
+    if len(seeds) == 1:
+        return ""
+    rates = [f"seed {seed}: {percent_text(record_interval(record))}" for seed, record in zip(seeds, evaluation["success_intervals"])]
+    return f" ({', '.join(rates)})"
 
 
 def _results_section(variants: dict[str, Any], split: str, description: str) -> list[str]:
@@ -74,11 +90,38 @@ def _results_section(variants: dict[str, Any], split: str, description: str) -> 
     ]
     for variant, entry in variants.items():
         evaluation = entry["evaluation"][split]
-        cells = [_percent(evaluation["success_rate"]), _percent(evaluation["score"])]
+        cells = [_success(evaluation), _percent(evaluation["score"])]
         cells += [_task_type_cell(evaluation["per_task_type"].get(t)) for t in task_types]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
     failed = sum(entry["evaluation"][split]["failed_episodes"] for entry in variants.values())
     lines += ["", f"{failed} episode(s) failed to run (counted as lost) over all variants and seeds.", ""]
+    return lines
+
+
+def _per_seed_section(variants: dict[str, Any], seeds: list[int], splits: list[str]) -> list[str]:
+    """Each seed's success rate with its interval, and its score, per evaluation split."""
+    lines = ["## Per seed", ""]
+    for split in splits:
+        task_types = _tabulated_task_types(variants, split)
+        lines += [
+            f"On `{split}`: success rate (%) [{INTERVAL_NOTE}] over the seed's episodes; score = mean x100 (no interval)."
+            + (" Task-type columns: that type's success rate (n = its episodes)." if task_types else ""),
+            "",
+            "| variant | seed | episodes | success rate (%) | score (mean x100) |" + "".join(f" {t} (%) |" for t in task_types),
+            "| --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(task_types),
+        ]
+        for variant, entry in variants.items():
+            evaluation = entry["evaluation"][split]
+            for index, seed in enumerate(seeds):
+                interval = record_interval(evaluation["success_intervals"][index])
+                cells = [str(evaluation["episodes_per_seed"][index]), percent_text(interval)]
+                cells.append(f"{100 * evaluation['score']['values'][index]:.2f}")
+                for task_type in task_types:
+                    row = evaluation["per_task_type"].get(task_type)
+                    record = row["success_intervals"][index] if row else None
+                    cells.append("-" if record is None else f"{percent_text(record_interval(record))} (n={record['episodes']})")
+                lines.append(f"| {variant} | {seed} | " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -160,13 +203,22 @@ def _variants_section(variants: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _percent(values: dict[str, Any]) -> str:
+def _percent(values: dict[str, Any], unit: str = "") -> str:
     text = f"{100 * values['mean']:.2f}"
-    return text if values["sd"] is None else f"{text} ± {100 * values['sd']:.2f}"
+    return text + unit if values["sd"] is None else f"{text} ± {100 * values['sd']:.2f}{unit}"
+
+
+def _success(rates: dict[str, Any], unit: str = "") -> str:
+    """One seed (or one that drew the task type): the rate with its interval; several: mean ± sd over seeds
+    (their intervals: the per-seed table)."""
+    drawn = [record for record in rates["success_intervals"] if record is not None]
+    if len(drawn) == 1:
+        return percent_text(record_interval(drawn[0]), unit)
+    return _percent(rates["success_rate"], unit)
 
 
 def _task_type_cell(task_type: dict[str, Any] | None) -> str:
-    return "-" if task_type is None else f"{_percent(task_type['success_rate'])} (n={task_type['episodes']})"
+    return "-" if task_type is None else f"{_success(task_type)} (n={task_type['episodes']})"
 
 
 def _ratio(value: float | None) -> str:

@@ -1,7 +1,10 @@
 """``results.json``: every variant's evaluation, routing split and compute, over seeds.
 
 Per variant and evaluation split: success rate and score (each in [0, 1]) as mean, sample standard
-deviation over seeds (None with one seed) and the per-seed values, overall and per task type. Compute
+deviation over seeds (None with one seed) and the per-seed values, overall and per task type; beside each
+per-seed success rate its 95 % Wilson interval (``success_intervals``, in seed order), and overall the
+success of all seeds' episodes pooled with its interval (``pooled_success``: what the Pareto plot draws;
+it counts episode sampling only, not the spread between seeds). Scores are means: no interval. Compute
 per variant is the mean over seeds of each stage's wall clock and of the training stages' tokens and
 estimated FLOPs; speedups are the baseline variant's training cost divided by the variant's. A variant that
 evaluates the base model (``eval.policy=base``) routes and trains nothing: its routing is None, its compute
@@ -19,6 +22,7 @@ from prism_agents.config import RunConfig
 from prism_agents.environments import EnvSpec
 from prism_agents.pipeline.compute import ComputeLedger
 from prism_agents.pipeline.run_folder import RunFolder
+from prism_agents.reporting.rates import interval_record, rate_interval, with_interval
 
 RESULTS_FILE = "results.json"
 TRAINING_STAGES = ("probe", "route", "sft", "reprobe", "rl")
@@ -84,15 +88,30 @@ def _evaluation(runs: list[RunFolder]) -> dict[str, Any]:
         "failed_episodes": sum(summary["failed_episodes"] for summary in summaries),
         "policy": [summary["policy"] for summary in summaries],
         "success_rate": spread([summary["success_rate"] for summary in summaries]),
+        "success_intervals": [interval_record(rate_interval(summary)) for summary in summaries],
+        "pooled_success": _pooled(summaries),
         "score": spread([summary["mean_score"] for summary in summaries]),
         "per_task_type": {task_type: _task_type(summaries, task_type) for task_type in task_types},
     }
 
 
+def _pooled(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Successes and episodes of all seeds together, their rate and its interval."""
+    successes, episodes = (sum(summary[name] for summary in summaries) for name in ("successes", "episodes"))
+    rate = successes / episodes if episodes else 0.0
+    return with_interval({"successes": successes, "episodes": episodes, "success_rate": rate})
+
+
 def _task_type(summaries: list[dict[str, Any]], task_type: str) -> dict[str, Any]:
-    """One task type's success rate over the seeds whose evaluation drew tasks of that type."""
-    rows = [summary["per_task_type"][task_type] for summary in summaries if task_type in summary["per_task_type"]]
-    return {"episodes": sum(row["episodes"] for row in rows), "success_rate": spread([row["success_rate"] for row in rows])}
+    """One task type's success rate over the seeds whose evaluation drew tasks of that type; its intervals
+    in seed order, None for a seed that drew none."""
+    rows = [summary["per_task_type"].get(task_type) for summary in summaries]
+    drawn = [row for row in rows if row is not None]
+    return {
+        "episodes": sum(row["episodes"] for row in drawn),
+        "success_rate": spread([row["success_rate"] for row in drawn]),
+        "success_intervals": [None if row is None else interval_record(rate_interval(row)) for row in rows],
+    }
 
 
 def _routing(runs: list[RunFolder]) -> dict[str, Any]:

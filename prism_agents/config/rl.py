@@ -22,8 +22,9 @@ class RewardConfig:
     """Reward shaping: what one step of an RL episode earns (the learner sees only these rewards)."""
 
     win: float = 10.0
-    """Paid on an episode's last step times its score (ALFWorld: 1 when won; WebShop: the purchase's reward);
-    verl-agent uses 10 on both benchmarks."""
+    """Paid on an episode's last step times the environment's reward there, in [0, 1] (ALFWorld: 1 when won;
+    WebShop: the purchase's reward, or 1 only for a perfect one with ``reward_mode: success_only``); verl-agent
+    uses 10 on both benchmarks."""
     invalid_action_penalty: float = 0.1
     """Subtracted on every step whose parsed action was not among the admissible actions."""
     invalid_action_penalty_at: str = "reward"

@@ -39,17 +39,18 @@ class RLSample(TrainingExample):
 
 
 def shaped_rewards(episode: Trajectory, reward: RewardConfig) -> list[float]:
-    """Per step: ``reward.win`` x the episode's score on its last step, minus the step penalty and, when
-    ``reward.invalid_action_penalty_at`` is ``reward``, the invalid-action penalty.
+    """Per step: ``reward.win`` x the environment's reward on the episode's last step, minus the step penalty
+    and, when ``reward.invalid_action_penalty_at`` is ``reward``, the invalid-action penalty.
 
-    The score is the benchmark's own (ALFWorld: 1 when won, else 0; WebShop: the purchase's reward in [0, 1]).
+    The environment's reward is in [0, 1] (ALFWorld: 1 on the winning step; WebShop: the purchase's reward with
+    ``reward_mode: scaled``, 1 only for a perfect purchase with ``success_only``).
     """
     in_reward = reward.invalid_action_penalty_at == "reward"
     rewards = []
     for index, step in enumerate(episode.steps):
         value = -reward.step_penalty - (reward.invalid_action_penalty if in_reward and not step.valid_action else 0.0)
         if index == len(episode.steps) - 1:
-            value += reward.win * episode.score
+            value += reward.win * step.reward
         rewards.append(value)
     return rewards
 

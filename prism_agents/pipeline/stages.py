@@ -23,6 +23,7 @@ from prism_agents.pipeline.provenance import run_provenance, tasks_record
 from prism_agents.pipeline.reinforce import reinforcement_learning
 from prism_agents.pipeline.routing import probe, reprobe, route
 from prism_agents.reporting.curves import CURVES_FILE, write_training_curves
+from prism_agents.reporting.rates import summary_with_intervals
 from prism_agents.reporting.report import render_report
 
 
@@ -95,6 +96,7 @@ def report(context: RunContext, spent: StageCompute) -> StageOutcome:
             summary[stage] = records[stage]["result"]
     curves = folder.path / CURVES_FILE
     drawn = write_training_curves(folder.metrics, curves)
+    summary = summary_with_intervals(summary)
     write_json_atomic(folder.summary, summary)
     write_text_atomic(folder.report, render_report(summary, context.compute.totals(), CURVES_FILE if drawn else None))
     return StageOutcome([folder.summary, folder.report, *([curves] if drawn else [])], {})

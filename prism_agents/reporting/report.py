@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from prism_agents.reporting.rates import INTERVAL_NOTE, iteration_interval, percent_text, rate_text
+
 TASK_TYPE_ORDER = ("pick", "look", "clean", "heat", "cool", "pick2")
 """ALFWorld's task families in the order the literature tabulates them."""
 
@@ -93,19 +95,24 @@ def _rl_section(rl: dict[str, Any]) -> list[str]:
         "",
         f"Learner `{rl['learner']}`{estimator} on {rl['tasks']} task(s) of split `{rl['split']}` routed to RL: "
         f"{rl['iterations']} iteration(s) of {rl['episodes_per_iteration']} sampled episodes each. Success rate of "
-        f"the iteration's own episodes: {100 * rl['first_iteration_success_rate']:.2f} % in the first, "
-        f"{100 * rl['last_iteration_success_rate']:.2f} % in the last. Adapter: `{rl['adapter']}` "
-        "(per-iteration metrics in `rl_iterations.jsonl` and `metrics.jsonl`).",
+        f"the iteration's own episodes [{INTERVAL_NOTE}, {rl['episodes_per_iteration']} episodes]: "
+        f"{_iteration_rate(rl, 'first')} in the first, {_iteration_rate(rl, 'last')} in the last. "
+        f"Adapter: `{rl['adapter']}` (per-iteration metrics in `rl_iterations.jsonl` and `metrics.jsonl`).",
         "",
     ]
 
 
+def _iteration_rate(rl: dict[str, Any], which: str) -> str:
+    rate = rl[f"{which}_iteration_success_rate"]
+    return percent_text(iteration_interval(rate, rl["episodes_per_iteration"]), " %")
+
+
 def eval_headline(evaluation: dict[str, Any]) -> str:
-    """The evaluation in one line: split, episodes, success rate and score, each named."""
+    """The evaluation in one line: split, episodes, success rate with its interval, and score, each named."""
     return (
         f"eval ({evaluation['split']} split, {evaluation['episodes']} episodes, {evaluation['policy']}): "
-        f"success rate {100 * evaluation['success_rate']:.2f} % ({evaluation['successes']}/{evaluation['episodes']}), "
-        f"score {100 * evaluation['mean_score']:.2f} (mean benchmark score x100)"
+        f"success rate {rate_text(evaluation, ' %')} ({evaluation['successes']}/{evaluation['episodes']}, "
+        f"{INTERVAL_NOTE}), score {100 * evaluation['mean_score']:.2f} (mean benchmark score x100)"
     )
 
 
@@ -118,7 +125,8 @@ def _eval_section(evaluation: dict[str, Any]) -> list[str]:
         f"Data: {evaluation['data']}." if evaluation.get("data") else "",
         "",
         "Success = the episode's score is 1 (ALFWorld: the game won; WebShop: reward 1.0). "
-        "Score = the mean of the episodes' benchmark scores x 100 (WebShop's score; on ALFWorld equal to the success rate).",
+        "Score = the mean of the episodes' benchmark scores x 100 (WebShop's score; on ALFWorld equal to the success rate). "
+        f"Brackets: the success rate's {INTERVAL_NOTE} over the row's episodes (a score is a mean: no interval).",
         "",
         "| task type | episodes | successes | success rate (%) | score (mean x100) |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -139,7 +147,7 @@ def _eval_section(evaluation: dict[str, Any]) -> list[str]:
 
 def _rate_row(label: str, rates: dict[str, Any]) -> str:
     return (
-        f"| {label} | {rates['episodes']} | {rates['successes']} | {100 * rates['success_rate']:.2f} | "
+        f"| {label} | {rates['episodes']} | {rates['successes']} | {rate_text(rates)} | "
         f"{100 * rates['mean_score']:.2f} |"
     )
 
