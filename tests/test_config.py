@@ -167,12 +167,21 @@ def test_bad_cluster_values_fail_before_any_work(override, message):
 
 
 def test_colocated_gpus_must_fit_one_gpu():
-    overrides = ["cluster.backend=ray", "cluster.colocate=true", "cluster.generator_gpus=0.6", "cluster.learner_gpus=0.6"]
+    overrides = ["cluster.backend=ray", "cluster.local_gpus=1", "cluster.colocate=true", "cluster.generator_gpus=0.6", "cluster.learner_gpus=0.6"]
     with pytest.raises(ConfigError, match=r"cluster.colocate: needs generator_gpus \+ learner_gpus <= 1"):
         load_config(None, overrides)
-    config = load_config(None, [*overrides[:2], "cluster.generator_gpus=0.5", "cluster.learner_gpus=0.5"])
+    config = load_config(None, [*overrides[:3], "cluster.generator_gpus=0.5", "cluster.learner_gpus=0.5"])
     assert config.cluster.uses_ray and config.cluster.colocate
 
 
 def test_the_local_backend_is_the_default():
     assert load_config(None).cluster.backend == "local"
+
+
+def test_actors_that_a_private_ray_cannot_place_are_refused_before_any_work():
+    with pytest.raises(ConfigError, match=r"cluster.local_cpus: is 2, fewer than the actors reserve together .* = 3\)"):
+        load_config(None, ["cluster.backend=ray", "cluster.env_workers=4"])
+    with pytest.raises(ConfigError, match="cluster.local_gpus: is 0"):
+        load_config(None, ["cluster.backend=ray", "cluster.learner_gpus=1"])
+    assert load_config(None, ["cluster.backend=ray", "cluster.env_workers=4", "cluster.local_cpus=4"]).cluster.env_workers == 4
+    assert load_config(None, ["cluster.env_workers=4"]).cluster.backend == "local"  # unused by the local backend

@@ -1,10 +1,12 @@
 """EnvPool on the fixture games: lockstep batches equal to single environments, skipped slots, workers killed
-while idle or mid-step, and hanging workers."""
+while idle or mid-step, and hanging workers; opening the local backend's pool imports no Ray."""
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -164,3 +166,20 @@ def test_workers_use_environment_worker_threads(alfworld_fixture_root):
     with EnvPool(spec(alfworld_fixture_root, worker_threads=3), num_slots=1) as pool:
         [(_, outcome)] = list(pool.imap(worker_thread_settings, [()], timeout_s=60))
     assert outcome.value == ("3", "3", "3")
+
+
+def test_the_local_backend_opens_an_env_pool_without_importing_ray(alfworld_fixture_root):
+    code = (
+        "import sys\n"
+        "import prism_agents.cluster.runtime\n"
+        "from prism_agents.config.cluster import ClusterConfig\n"
+        "from prism_agents.config.environment import EnvironmentConfig\n"
+        "from prism_agents.environments import EnvPool, EnvSpec, open_env_pool\n"
+        f"spec = EnvSpec(EnvironmentConfig(data_path={str(alfworld_fixture_root)!r}), 'train')\n"
+        "with open_env_pool(spec, 2, ClusterConfig(backend='local')) as pool:\n"
+        "    assert type(pool) is EnvPool and pool.reset([0, 1])[1][1]['task_type'] == 'clean'\n"
+        "print(sorted(name for name in sys.modules if name == 'ray' or name.startswith('ray.')))\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip().splitlines()[-1] == "[]"

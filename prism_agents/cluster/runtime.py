@@ -27,15 +27,16 @@ def ray_runtime(config: ClusterConfig) -> Iterator[None]:
         return
     if config.address is None:
         log.info("starting a private Ray: %d CPUs, %d GPUs, %d MiB object store", config.local_cpus, config.local_gpus, config.object_store_mib)
-        ray.init(
-            num_cpus=config.local_cpus,
-            num_gpus=config.local_gpus,
-            object_store_memory=config.object_store_mib * 1024 * 1024,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        with _loopback_only():
+            ray.init(
+                num_cpus=config.local_cpus,
+                num_gpus=config.local_gpus,
+                object_store_memory=config.object_store_mib * 1024 * 1024,
+                include_dashboard=False,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=False,
+                configure_logging=False,
+            )
     else:
         log.info("joining Ray at %s", config.address)
         ray.init(address=config.address, log_to_driver=False, configure_logging=False)
@@ -43,3 +44,21 @@ def ray_runtime(config: ClusterConfig) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _loopback_only() -> Iterator[None]:
+    """Keep the node address 127.0.0.1 while a private Ray starts, so that it listens on the loopback interface only.
+
+    Ray 2.60 replaces a loopback ``_node_ip_address`` by the machine's address (and its servers then listen on every
+    interface) unless its ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` switch is off; ``ray_constants`` reads that variable
+    when Ray is imported, so the switch is turned off there for the start and restored after it.
+    """
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved

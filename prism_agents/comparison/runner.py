@@ -26,10 +26,11 @@ from prism_agents.comparison.plot import write_pareto_plot
 from prism_agents.comparison.report import render_comparison
 from prism_agents.comparison.results import RESULTS_FILE, comparison_results
 from prism_agents.config import ConfigError, RunConfig, flat_config, to_yaml
+from prism_agents.config.cluster import ClusterConfig
 from prism_agents.io import write_json_atomic, write_text_atomic
 from prism_agents.pipeline.context import SharedGenerators
 from prism_agents.pipeline.run_folder import CONFIG_FILE, RunFolder
-from prism_agents.pipeline.runner import planned_stages, run_stages
+from prism_agents.pipeline.runner import cluster_runtime, planned_stages, run_stages
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,20 @@ def run_comparison(ablation: Ablation) -> dict:
     write_text_atomic(folder / ABLATION_FILE, ablation.resolved_yaml())
     runs = {key: open_run(ablation.run_path(*key), config, key[0]) for key, config in ablation.runs.items()}
     generators = SharedGenerators()
-    try:
-        for run in runs.values():
-            if not finished(run, planned_stages(run)):
-                log.info("comparison %s: running %s", ablation.config.name, run.path.name)
-                run_stages(run, None, donors=list(runs.values()), generators=generators)
-            for split in ablation.config.eval_splits[1:]:
-                extra = extra_evaluation(run, split)
-                if not finished(extra, EVAL_STAGES):
-                    run_stages(extra, EVAL_STAGES, generators=generators)
-    finally:
-        generators.close()
+    # One Ray for all the runs (when any uses it), so engine replicas shared across runs outlive each run.
+    on_ray = next((run.config.cluster for run in runs.values() if run.config.cluster.uses_ray), ClusterConfig())
+    with cluster_runtime(on_ray):
+        try:
+            for run in runs.values():
+                if not finished(run, planned_stages(run)):
+                    log.info("comparison %s: running %s", ablation.config.name, run.path.name)
+                    run_stages(run, None, donors=list(runs.values()), generators=generators)
+                for split in ablation.config.eval_splits[1:]:
+                    extra = extra_evaluation(run, split)
+                    if not finished(extra, EVAL_STAGES):
+                        run_stages(extra, EVAL_STAGES, generators=generators)
+        finally:
+            generators.close()
     return write_results(ablation)
 
 

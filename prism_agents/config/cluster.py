@@ -38,14 +38,14 @@ class ClusterConfig:
     """Object store memory of the private Ray started when ``address`` is None, in MiB."""
     env_workers: int = 2
     """Environment actors (each steps its share of the batch's environments); replaces ``environment.num_workers``."""
-    env_worker_cpus: float = 1.0
+    env_worker_cpus: float = 0.5
     """CPUs each environment actor reserves in Ray's scheduler (fractional allowed, e.g. 0.25 packs four per core)."""
     generator_replicas: int = 1
     """vLLM engine replicas (data parallel: a batch of prompts is spread over them); each serves every adapter
     version, checked before use."""
     generator_gpus: float = 0.0
     """GPUs each engine replica reserves (0 on CPU machines; a fraction when colocated with the learner)."""
-    generator_cpus: float = 1.0
+    generator_cpus: float = 0.5
     """CPUs each engine replica reserves in Ray's scheduler."""
     tensor_parallel_size: int = 1
     """GPUs one engine replica spreads its model over (vLLM tensor parallelism; needs that many GPUs per
@@ -55,7 +55,7 @@ class ClusterConfig:
     its share of every global batch; the adapter does not depend on the count beyond float rounding."""
     learner_gpus: float = 0.0
     """GPUs each learner worker reserves (0: CPU workers, gloo; otherwise NCCL)."""
-    learner_cpus: float = 1.0
+    learner_cpus: float = 0.5
     """CPUs each learner worker reserves in Ray's scheduler."""
     learner_strategy: str = "ddp"
     """``ddp`` (every worker holds the base model, gradients of the adapter averaged) or ``fsdp`` (the model
@@ -64,7 +64,9 @@ class ClusterConfig:
     """Engines and learner workers share the same GPUs (each with its fraction of ``generator_gpus`` /
     ``learner_gpus``); false puts them on separate GPUs."""
     max_actor_restarts: int = 3
-    """Times Ray restarts a crashed environment actor before the run fails (its episode is counted as failed)."""
+    """Times Ray restarts a crashed actor. An environment actor that dies costs its episodes (counted as failed),
+    never the run: past this count the pool starts a fresh actor. An engine replica is restarted and synced to the
+    current adapter version up to this count; past it the stage fails and ``--resume`` continues."""
 
     @property
     def uses_ray(self) -> bool:
@@ -109,4 +111,28 @@ class ClusterConfig:
                 "colocate",
                 f"needs generator_gpus + learner_gpus <= 1 to share a GPU (got {self.generator_gpus} + {self.learner_gpus})",
             )
+        if self.uses_ray and self.address is None:
+            self._require_fits_private_ray()
         require(self.max_actor_restarts >= 0, "max_actor_restarts", f"must be 0 or more (got {self.max_actor_restarts})")
+
+    def _require_fits_private_ray(self) -> None:
+        """Refuse actors that the private Ray (``local_cpus`` / ``local_gpus``) could never place all at once."""
+        cpus = (
+            self.env_workers * self.env_worker_cpus
+            + self.generator_replicas * self.generator_cpus
+            + self.learner_workers * self.learner_cpus
+        )
+        require(
+            cpus <= self.local_cpus + 1e-9,
+            "local_cpus",
+            f"is {self.local_cpus}, fewer than the actors reserve together ({self.env_workers} x env_worker_cpus "
+            f"{self.env_worker_cpus} + {self.generator_replicas} x generator_cpus {self.generator_cpus} + "
+            f"{self.learner_workers} x learner_cpus {self.learner_cpus} = {cpus:g}); raise it or lower those",
+        )
+        gpus = self.generator_replicas * self.generator_gpus + self.learner_workers * self.learner_gpus
+        require(
+            gpus <= self.local_gpus + 1e-9,
+            "local_gpus",
+            f"is {self.local_gpus}, fewer than the actors reserve together (generator_replicas x generator_gpus + "
+            f"learner_workers x learner_gpus = {gpus:g}); raise it or lower those",
+        )

@@ -6,7 +6,8 @@ Importing this package registers every environment twice: with Gymnasium
 and with the project registry (``ENVIRONMENTS.get("alfworld").from_config(config, split)``).
 Episode length is enforced by the environment itself (``max_steps``), so the
 Gymnasium registration adds no ``TimeLimit`` wrapper. The import is light: the
-game engines, spaCy and the search index load when an environment first plays.
+game engines, spaCy and the search index load when an environment first plays,
+and Ray only when a pool of ``cluster.backend: ray`` opens (:func:`open_env_pool`).
 """
 
 import gymnasium
@@ -14,7 +15,7 @@ import gymnasium
 from prism_agents.environments.alfworld import ALFWorldEnv
 from prism_agents.environments.base import TextEnv
 from prism_agents.environments.demonstrations import collect_demonstrations
-from prism_agents.environments.pool import EnvPool, EnvSpec
+from prism_agents.environments.pool import EnvPool, EnvSpec, SlotPool, open_env_pool, pool_workers
 from prism_agents.environments.tasks import select_tasks
 from prism_agents.environments.webshop import WebShopEnv
 
@@ -34,8 +35,11 @@ __all__ = [
     "ALFWorldEnv",
     "EnvPool",
     "EnvSpec",
+    "SlotPool",
     "TextEnv",
     "WebShopEnv",
     "collect_demonstrations",
+    "open_env_pool",
+    "pool_workers",
     "select_tasks",
 ]

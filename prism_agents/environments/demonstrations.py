@@ -21,12 +21,14 @@ import json
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import Optional
 
 from tqdm import tqdm
 
+from prism_agents.config.cluster import ClusterConfig
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments.base import TextEnv
-from prism_agents.environments.pool import EnvPool, EnvSpec
+from prism_agents.environments.pool import EnvSpec, open_env_pool, pool_workers
 from prism_agents.io import write_json_atomic
 from prism_agents.types import Step, Task, Trajectory
 
@@ -69,12 +71,13 @@ def collect_demonstrations(
     *,
     use_cache: bool = True,
     progress: bool = True,
+    cluster: Optional[ClusterConfig] = None,
 ) -> list[Trajectory]:
     """Expert trajectories for ``tasks`` (all of one split), in the same order.
 
-    Plays ``config.expert`` on ``config.num_workers`` worker processes, reads and
-    writes the demonstration cache (``config.demo_cache_dir``). Count failures
-    with ``sum(t.failure is not None for t in result)``.
+    Plays ``config.expert`` on ``config.num_workers`` worker processes (``cluster.env_workers`` Ray actors
+    with ``cluster.backend: ray``), reads and writes the demonstration cache (``config.demo_cache_dir``).
+    Count failures with ``sum(t.failure is not None for t in result)``.
     """
     if not tasks:
         return []
@@ -97,7 +100,7 @@ def collect_demonstrations(
     if missing:
         episode_timeout_s = config.reset_timeout_s + config.max_steps * config.step_timeout_s
         bar = tqdm(total=len(tasks), initial=len(tasks) - len(missing), desc=f"expert demonstrations ({config.expert})", disable=not progress)
-        with EnvPool(spec, num_slots=min(config.num_workers, len(missing))) as pool:
+        with open_env_pool(spec, min(pool_workers(config, cluster), len(missing)), cluster) as pool:
             items = [(tasks[position], source) for position in missing]
             for item_index, outcome in pool.imap(play_expert_episode, items, episode_timeout_s):
                 position = missing[item_index]

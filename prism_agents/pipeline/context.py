@@ -5,14 +5,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
 import torch
 
 from prism_agents.config import RunConfig, flat_config
+from prism_agents.config.cluster import ClusterConfig
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
-from prism_agents.environments import EnvPool, EnvSpec, select_tasks
+from prism_agents.environments import EnvSpec, open_env_pool, select_tasks
 from prism_agents.io import read_jsonl
 from prism_agents.pipeline.compute import ComputeLedger, StageCompute
 from prism_agents.pipeline.metric_sinks import build_sinks
@@ -33,38 +35,67 @@ class SharedGenerators:
     passes one to all its runs, so runs that differ only in per-request settings (``generator.seed``,
     ``generator.sampling``) share one engine. At most one engine lives at a time: a run that needs
     other engine settings closes the previous engine first, so GPU memory never holds two. Every run
-    sets what is served (adapter or base model) and reseeds the sampling stream itself."""
+    sets what is served (adapter or base model) and reseeds the sampling stream itself.
+
+    With ``cluster.backend: ray`` the generator is a
+    :class:`~prism_agents.cluster.generator_replicas.ReplicaGenerator` over ``cluster.generator_replicas``
+    actors, on the Ray ``cluster`` names: connected here for as long as the generator lives, unless this
+    process is connected already."""
 
     def __init__(self) -> None:
         self._key: str | None = None
         self._generator: Generator | None = None
+        self._ray = ExitStack()
+        """The Ray connection the replica generator runs on (empty with the local backend)."""
 
-    def get(self, config: GeneratorConfig, base_model_path: str | Path) -> Generator:
-        """A generator with ``config``'s engine settings on ``base_model_path``, started on first request."""
-        key = engine_key(config, base_model_path)
-        if key != self._key:
+    def get(
+        self, config: GeneratorConfig, base_model_path: str | Path, cluster: ClusterConfig | None = None
+    ) -> Generator:
+        """A generator with ``config``'s engine settings on ``base_model_path``, placed as ``cluster`` says
+        (default: the local backend), started on first request."""
+        cluster = cluster or ClusterConfig()
+        key = engine_key(config, base_model_path, cluster)
+        # A replica generator outlives the Ray it ran on when a run that started that Ray has ended.
+        if key != self._key or (cluster.uses_ray and not self._generator.connected()):  # type: ignore[union-attr]
             self.close()
-            log.info("starting the %s generator", config.name)
+            replicas = f" ({cluster.generator_replicas} Ray replicas)" if cluster.uses_ray else ""
+            log.info("starting the %s generator%s", config.name, replicas)
             if config.num_threads:
                 torch.set_num_threads(config.num_threads)  # before vLLM on CPU fixes it
-            self._generator = build_generator(config, base_model_path)
+            self._generator = self._start(config, base_model_path, cluster)
             self._key = key
         assert self._generator is not None
         return self._generator
 
+    def _start(self, config: GeneratorConfig, base_model_path: str | Path, cluster: ClusterConfig) -> Generator:
+        if not cluster.uses_ray:
+            return build_generator(config, base_model_path)
+        from prism_agents.cluster.generator_replicas import ReplicaGenerator
+        from prism_agents.cluster.runtime import ray_runtime
+
+        self._ray.enter_context(ray_runtime(cluster))
+        try:
+            return ReplicaGenerator(config, base_model_path, cluster)
+        except BaseException:
+            self._ray.close()
+            raise
+
     def close(self) -> None:
-        """Stop the generator."""
+        """Stop the generator (and the Ray connection it was started on)."""
         if self._generator is not None:
             self._generator.close()
+        self._ray.close()
         self._generator = None
         self._key = None
 
 
-def engine_key(config: GeneratorConfig, base_model_path: str | Path) -> str:
+def engine_key(config: GeneratorConfig, base_model_path: str | Path, cluster: ClusterConfig | None = None) -> str:
     """What defines an engine: the base model and every generator setting except the per-request ones
-    (``seed`` and ``sampling``, which each run applies through ``reseed`` and ``generate``)."""
+    (``seed`` and ``sampling``, which each run applies through ``reseed`` and ``generate``), and with the Ray
+    backend the whole ``cluster`` section (where the replicas run and how many)."""
     engine = dataclasses.replace(config, seed=0, sampling=SamplingConfig())
-    return f"{Path(base_model_path).resolve()}|{engine}"
+    placement = f"|{cluster}" if cluster is not None and cluster.uses_ray else ""
+    return f"{Path(base_model_path).resolve()}|{engine}{placement}"
 
 
 class RunContext:
@@ -114,7 +145,7 @@ class RunContext:
         same whichever runs or attempts used the engine before.
         """
         if self._generator is None:
-            self._generator = self._generators.get(self.config.generator, self.policy().base_model_path)
+            self._generator = self._generators.get(self.config.generator, self.policy().base_model_path, self.config.cluster)
         if stream is not None:
             self._generator.reseed(derived_seed(self.config.generator.seed, stream))
         return self._generator
@@ -172,9 +203,10 @@ class RunContext:
         description: str,
         stream: str | None = None,
     ) -> list[Trajectory]:
-        """Episodes of the served policy on ``tasks`` (``eval.batch_size`` in lockstep), counted in ``spent``;
-        sampled on the random stream named ``stream`` (by default ``description``)."""
-        with EnvPool(spec, num_slots=min(self.config.eval.batch_size, len(tasks))) as pool:
+        """Episodes of the served policy on ``tasks`` (``eval.batch_size`` in lockstep, on the pool of
+        ``cluster.backend``), counted in ``spent``; sampled on the random stream named ``stream`` (by default
+        ``description``)."""
+        with open_env_pool(spec, min(self.config.eval.batch_size, len(tasks)), self.config.cluster) as pool:
             return play_episodes(
                 pool, self.generator(stream=stream or description), self.prompts(), tasks, sampling, source, spent,
                 max_prompt_tokens=self.max_prompt_tokens(sampling), description=description,

@@ -1,10 +1,11 @@
 """Rollouts: a batch of episodes played together, environment stepping overlapped with generation.
 
-Each slot of an :class:`~prism_agents.environments.EnvPool` plays one task. The
-slots are split by env worker into ``environment.overlap_groups`` groups that
-take turns: the prompts of a group's running episodes go to the generator in one
-call, the completions are parsed into actions (:func:`parse_action`) and sent to
-the group's workers without waiting, and the next group generates while those
+Each slot of an environment pool (:class:`~prism_agents.environments.pool.SlotPool`:
+local worker processes or Ray actors) plays one task. The slots are split by env
+worker into ``environment.overlap_groups`` groups that take turns: the prompts of
+a group's running episodes go to the generator in one call, the completions are
+parsed into actions (:func:`parse_action`) and sent to the group's workers
+without waiting, and the next group generates while those
 environments step. The order of the calls depends on the episodes alone, never
 on timing, so sampled rollouts stay reproducible; with one group this is the
 lockstep loop (generate for all, then step all). An action that cannot be
@@ -28,7 +29,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from prism_agents.environments.pool import EnvPool, PendingCalls
+from prism_agents.environments.pool import PendingCalls, SlotPool
 from prism_agents.faults import fault_point
 from prism_agents.pipeline.compute import StageCompute
 from prism_agents.policies.actions import parse_action
@@ -83,7 +84,7 @@ class _Episode:
 
 
 def play_episodes(
-    pool: EnvPool,
+    pool: SlotPool,
     generator: Generator,
     prompts: PromptBuilder,
     tasks: Sequence[Task],
@@ -112,7 +113,7 @@ def play_episodes(
     return played
 
 
-def overlap_groups(pool: EnvPool) -> list[list[int]]:
+def overlap_groups(pool: SlotPool) -> list[list[int]]:
     """The slots of each group that takes turns (``environment.overlap_groups``, at most one per worker):
     worker ``w`` belongs to group ``w % groups``, so a group's steps never wait behind another's."""
     count = max(1, min(pool.spec.config.overlap_groups, pool.num_workers))
@@ -123,7 +124,7 @@ def overlap_groups(pool: EnvPool) -> list[list[int]]:
 
 
 def _play_batch(
-    pool: EnvPool,
+    pool: SlotPool,
     generator: Generator,
     prompts: PromptBuilder,
     batch: list[Task],

@@ -10,7 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 
+from prism_agents.cluster.runtime import ray_runtime
+from prism_agents.config.cluster import ClusterConfig
 from prism_agents.faults import fault_point
 from prism_agents.logs import library_log
 from prism_agents.pipeline.compute import StageCompute
@@ -45,11 +48,13 @@ def run_stages(
     """Run every planned stage (or those of ``stages``, in run order) not done yet; ``report`` always runs.
 
     A shareable stage that one of ``donors`` finished under the same fingerprint is copied from it
-    instead (:mod:`~prism_agents.pipeline.sharing`); ``generators`` keeps engines across runs.
+    instead (:mod:`~prism_agents.pipeline.sharing`); ``generators`` keeps engines across runs. With
+    ``cluster.backend: ray`` every stage runs on one Ray, connected for the whole run (unless this process
+    is connected already: then that one, left running).
     """
     chosen = planned_stages(folder) if stages is None else [name for name in STAGES if name in stages]
     folder.recover()
-    with library_log(folder.path), RunContext(folder, generators) as context:
+    with library_log(folder.path), cluster_runtime(folder.config.cluster), RunContext(folder, generators) as context:
         for name in chosen:
             problem = folder.stage_problem(name)
             if problem is None and name != "report":
@@ -76,3 +81,8 @@ def run_stages(
             extra = {"fingerprint": fingerprint} if fingerprint else {}
             folder.mark_done(name, outcome.outputs, outcome.result, spent, **extra)
             log.info("stage %s: done", name)
+
+
+def cluster_runtime(cluster: ClusterConfig) -> AbstractContextManager[None]:
+    """The Ray connection of a run with ``cluster.backend: ray`` (nothing, and no Ray import, with ``local``)."""
+    return ray_runtime(cluster) if cluster.uses_ray else nullcontext()

@@ -32,7 +32,7 @@ def collect(context: RunContext, spent: StageCompute) -> StageOutcome:
     settings = context.config.collect
     spec = context.env_spec(settings.split, expert=True)
     tasks = context.chosen_tasks(spec, settings.num_tasks)
-    demonstrations = collect_demonstrations(spec.config, tasks)
+    demonstrations = collect_demonstrations(spec.config, tasks, cluster=context.config.cluster)
     write_jsonl_atomic(context.folder.trajectories, (d.to_dict() for d in demonstrations))
     fault_point("collect.after_write")
     won = [d for d in demonstrations if d.won]

@@ -34,11 +34,12 @@ __all__ = [
 ]
 
 
-def build_generator(config: GeneratorConfig, base_model_path: str | Path) -> Generator:
+def build_generator(config: GeneratorConfig, base_model_path: str | Path, tensor_parallel_size: int = 1) -> Generator:
     """The generator named by ``config.name``, serving the base model at ``base_model_path``.
 
     ``vllm`` falls back to ``hf`` (with a warning) only when the vllm package
-    cannot be imported; any other failure to start vLLM is raised.
+    cannot be imported; any other failure to start vLLM is raised. A ``tensor_parallel_size`` above 1
+    (``cluster.tensor_parallel_size``) needs vLLM.
     """
     name = config.name
     if name == "vllm":
@@ -47,4 +48,11 @@ def build_generator(config: GeneratorConfig, base_model_path: str | Path) -> Gen
         except ImportError as error:
             logger.warning("generator 'vllm' is not importable (%s); falling back to generator 'hf'", error)
             name = "hf"
+    if tensor_parallel_size > 1:
+        if name != "vllm":
+            raise ValueError(
+                f"cluster.tensor_parallel_size is {tensor_parallel_size} but generator {name!r} has no tensor "
+                "parallelism; use generator.name=vllm (installed) or cluster.tensor_parallel_size=1"
+            )
+        return VLLMGenerator(config, base_model_path, tensor_parallel_size=tensor_parallel_size)
     return GENERATORS.get(name)(config, base_model_path)

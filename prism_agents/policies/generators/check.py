@@ -10,7 +10,9 @@ choice must be the training side's (a tie within ``tolerance`` counts as
 equal), and the served log-probs of the next probe token and of the greedy choice
 must be within ``tolerance`` of the training side's. Otherwise
 :class:`AdapterMismatchError` says which version, where, and which tokens and
-values differ.
+values differ. The training side's half (:class:`ProbeReference`) is computed
+apart from the comparison, so a generator of several engine replicas runs it once
+and compares every replica's scores with it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from prism_agents.policies.generators.base import Generator
+    from prism_agents.policies.generators.base import Generator, PromptScores
 
 
 class AdapterMismatchError(RuntimeError):
@@ -80,37 +82,65 @@ def check_served_adapter(
     Raises :class:`AdapterMismatchError` at the first position where the greedy
     choices differ or a log-prob differs by more than ``tolerance``.
     """
+    reference = ProbeReference.of(model, tokenizer, prompt)
+    served = generator.score([reference.probe])[0]
     version = generator.adapter_version
-    where = f"{type(generator).__name__} serving {'the base model' if version is None else f'adapter version {version}'}"
-    probe = check_probe_ids(tokenizer, prompt)
-    served = generator.score([probe])[0]
-    reference = next_token_logprobs(model, probe)
-    max_diff = 0.0
-    for row, (greedy, greedy_logprob) in enumerate(zip(served.greedy_ids, served.greedy_logprobs, strict=True)):
-        after = f"after the first {row + 1} of the {len(probe)} probe tokens"
-        expected = int(reference[row].argmax())
-        gap = float(reference[row, expected] - reference[row, greedy])
-        if gap > tolerance:
-            raise AdapterMismatchError(
-                f"{where} disagrees with the training-side model {after}: served greedy token "
-                f"{_named(tokenizer, greedy)} (log-prob {greedy_logprob:.5f}), training side's greedy token "
-                f"{_named(tokenizer, expected)} ({gap:.4f} nats more likely there); the served adapter is stale "
-                "or was saved from different weights"
-            )
-        compared = [(greedy, greedy_logprob)]
-        if row + 1 < len(probe):
-            compared.append((probe[row + 1], served.token_logprobs[row]))
-        for token, served_logprob in compared:
-            expected_logprob = float(reference[row, token])
-            diff = abs(expected_logprob - served_logprob)
-            if diff > tolerance:
+    return reference.compare(served, version, served_by(type(generator).__name__, version), tolerance)
+
+
+def served_by(engine: str, version: int | None) -> str:
+    """What a check's messages call the checked side: ``engine`` and the version it serves."""
+    return f"{engine} serving {'the base model' if version is None else f'adapter version {version}'}"
+
+
+@dataclass
+class ProbeReference:
+    """The training side's half of the check: computed once, compared with the scores of any number of engines."""
+
+    probe: list[int]
+    """Token ids of the probe (the check prompt tokenized as plain text)."""
+    logprobs: torch.Tensor
+    """The training-side model's log-softmax after each prefix of ``probe`` ([len(probe), vocab], float32)."""
+    tokenizer: Any
+    """Tokenizer that names tokens in mismatch messages."""
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, tokenizer: Any, prompt: str) -> ProbeReference:
+        """``model``'s half of the check on the probe ``prompt`` (one forward pass)."""
+        probe = check_probe_ids(tokenizer, prompt)
+        return cls(probe, next_token_logprobs(model, probe), tokenizer)
+
+    def compare(self, served: PromptScores, version: int | None, where: str, tolerance: float) -> CheckResult:
+        """Check ``served`` (the probe scored by the engine ``where`` names, serving ``version``) against this
+        reference; raises :class:`AdapterMismatchError` naming ``where`` on a mismatch."""
+        probe, reference = self.probe, self.logprobs
+        max_diff = 0.0
+        for row, (greedy, greedy_logprob) in enumerate(zip(served.greedy_ids, served.greedy_logprobs, strict=True)):
+            after = f"after the first {row + 1} of the {len(probe)} probe tokens"
+            expected = int(reference[row].argmax())
+            gap = float(reference[row, expected] - reference[row, greedy])
+            if gap > tolerance:
                 raise AdapterMismatchError(
-                    f"{where}: log-prob of token {_named(tokenizer, token)} {after} is {served_logprob:.5f} served "
-                    f"vs {expected_logprob:.5f} on the training side (difference {diff:.5f} > tolerance {tolerance}); "
-                    "the served adapter is stale, or raise generator.check_tolerance for low-precision dtypes"
+                    f"{where} disagrees with the training-side model {after}: served greedy token "
+                    f"{_named(self.tokenizer, greedy)} (log-prob {greedy_logprob:.5f}), training side's greedy token "
+                    f"{_named(self.tokenizer, expected)} ({gap:.4f} nats more likely there); the served adapter is "
+                    "stale or was saved from different weights"
                 )
-            max_diff = max(max_diff, diff)
-    return CheckResult(version=version, positions=len(served.greedy_ids), max_logprob_diff=max_diff)
+            compared = [(greedy, greedy_logprob)]
+            if row + 1 < len(probe):
+                compared.append((probe[row + 1], served.token_logprobs[row]))
+            for token, served_logprob in compared:
+                expected_logprob = float(reference[row, token])
+                diff = abs(expected_logprob - served_logprob)
+                if diff > tolerance:
+                    raise AdapterMismatchError(
+                        f"{where}: log-prob of token {_named(self.tokenizer, token)} {after} is {served_logprob:.5f} "
+                        f"served vs {expected_logprob:.5f} on the training side (difference {diff:.5f} > tolerance "
+                        f"{tolerance}); the served adapter is stale, or raise generator.check_tolerance for "
+                        "low-precision dtypes"
+                    )
+                max_diff = max(max_diff, diff)
+        return CheckResult(version=version, positions=len(served.greedy_ids), max_logprob_diff=max_diff)
 
 
 def _named(tokenizer: Any, token: int) -> str:

@@ -30,6 +30,10 @@ process (VLLM_ENABLE_V1_MULTIPROCESSING=0, set before the engine is built):
 no worker process is spawned, so no ``__main__`` guard is needed. Otherwise
 vLLM spawns its engine and worker processes, and the program that builds the
 generator must guard its entry point with ``if __name__ == "__main__":``.
+
+``tensor_parallel_size`` above 1 (``cluster.tensor_parallel_size``, for a replica of
+:mod:`~prism_agents.cluster.generator_replicas`) spreads the model over that many GPUs with vLLM's own
+worker processes; merged weights then reach them as a safetensors blob.
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ GIB = 1 << 30
 class VLLMGenerator(Generator):
     """A vLLM engine on the base checkpoint; one adapter version served at a time."""
 
-    def __init__(self, config: GeneratorConfig, base_model_path: str | Path) -> None:
+    def __init__(self, config: GeneratorConfig, base_model_path: str | Path, tensor_parallel_size: int = 1) -> None:
         super().__init__(config, base_model_path)
+        self.tensor_parallel_size = tensor_parallel_size
+        """GPUs the engine spreads the model over (``cluster.tensor_parallel_size``; vLLM's own worker processes)."""
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if config.vllm_in_process else "1"
         from vllm.platforms import current_platform
 
@@ -94,6 +100,10 @@ class VLLMGenerator(Generator):
             options["worker_extension_cls"] = vllm_worker.QUALNAME
         else:
             options.update(enable_lora=True, max_lora_rank=self.config.max_lora_rank, max_loras=1)
+        if self.tensor_parallel_size > 1:
+            # vLLM's own worker processes on the GPUs given to this process: inside a Ray actor its default
+            # (a Ray executor) would ask Ray for GPUs beyond the actor's reservation.
+            options.update(tensor_parallel_size=self.tensor_parallel_size, distributed_executor_backend="mp")
         # An in-process engine logs through this process's handlers; engine processes get a config of their own.
         logging_file = None if self.config.vllm_in_process else vllm_logging_config_file()
         if logging_file is not None:
@@ -140,7 +150,8 @@ class VLLMGenerator(Generator):
 
     def _load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         """Load checkpoint-named ``weights`` into the running engine's model; drop KV cached with the old ones."""
-        payload = weights if self.config.vllm_in_process else save(weights)
+        in_process = self.config.vllm_in_process and self.tensor_parallel_size == 1
+        payload = weights if in_process else save(weights)
         self.llm.collective_rpc("load_weights_in_place", args=(payload,))
         self.llm.reset_prefix_cache()
 
