@@ -30,6 +30,7 @@ from prism_agents.environments import WebShopEnv
 from prism_agents.environments.webshop.catalog import find_catalog_files, load_catalog
 from prism_agents.environments.webshop.search import SearchIndex
 from prism_agents.environments.webshop.shop import resolve_data_dir
+from prism_agents.reporting.rates import INTERVAL_NOTE, rate_text
 
 
 def time_index(data_path: str | None, catalog_name: str) -> dict:
@@ -114,8 +115,9 @@ def main() -> None:
     print(f"search: {expert['search_ms_mean']:.3f} ms mean over {expert['searches']} searches")
     print(f"env: {expert['steps_per_s']:.1f} steps/s in-process over {expert['steps']} oracle steps")
     print(
-        f"oracle on {args.split} ({expert['goals']} goals): success rate {100 * expert['success_rate']:.2f} % "
-        f"({expert['successes']}/{expert['goals']}), score {expert['score_x100']:.2f} (mean reward x100)"
+        f"oracle on {args.split} ({expert['goals']} goals): success rate "
+        f"{rate_text({'successes': expert['successes'], 'episodes': expert['goals']}, ' %')} "
+        f"({expert['successes']}/{expert['goals']}, {INTERVAL_NOTE}), score {expert['score_x100']:.2f} (mean reward x100)"
     )
     for reason, number in sorted(expert["failures"].items()):
         print(f"  failed: {reason}: {number}")

@@ -1,10 +1,10 @@
-"""Importing the package and reading the environments' class contract loads no game engine, spaCy, torch or bm25s."""
+"""Importing the package and reading the environments' class contract loads no game engine, spaCy, torch or nltk."""
 
 import json
 import subprocess
 import sys
 
-HEAVY_MODULES = ("alfworld", "bm25s", "spacy", "textworld", "torch", "transformers", "vllm")
+HEAVY_MODULES = ("alfworld", "nltk", "spacy", "textworld", "torch", "transformers", "vllm")
 
 
 def modules_loaded_by(code: str) -> list[str]:

@@ -108,7 +108,8 @@ def test_catalog_status_reports_present_and_missing_files(tmp_path):
     assert "ready" in small and "items_shuffle_1000.json (" in small and "KiB)" in small
     full = next(line for line in lines if line.startswith("catalog 'full'"))
     assert "missing items_shuffle.json, items_ins_v2.json" in full and "-d all" in full
-    assert any("items_human_ins.json missing" in line for line in lines)
+    human = next(line for line in lines if "items_human_ins.json missing" in line)
+    assert "goals: human" in human and "setup.sh" in human and "14Kb5SPBk_jfdLZ_CDBNitW98QLDlKR5O" in human
     assert any("reviews.json missing" in line for line in lines)
 
 
@@ -349,7 +350,7 @@ def test_index_is_cached_and_rebuilt_when_the_catalog_changes(tmp_path):
     assert [p.name for p in cache.iterdir()] == [cache_folder_name(catalog)]
     loaded = SearchIndex.open(catalog, cache)
     assert loaded.build_s == 0
-    assert not isinstance(loaded._retriever.scores["data"], np.memmap)
+    assert not isinstance(loaded._docs, np.memmap)
     assert loaded.search("scented candles") == built.search("scented candles") == ["B0FX000011", "B0FX000012"]
 
     raw = json.loads((data / FIXTURE_PRODUCTS).read_text())

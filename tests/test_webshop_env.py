@@ -116,7 +116,10 @@ def test_buying_pays_webshops_native_reward_and_ends_the_episode(make_env):
     env.reset(options={"task": 2})
     play(env, "search[portable bluetooth speaker]", "click[b0fx000003]", "click[ocean blue]", "click[mini]")
     observation, reward, terminated, truncated, info = env.step("click[buy now]")
-    assert observation == "Thank you for shopping with us! [SEP] Your score (min 0.0, max 1.0) [SEP] 1.0"
+    # Upstream's done page, its CSS-hidden purchase block included (tests/test_webshop_fidelity.py checks it whole).
+    assert observation.startswith("Thank you for shopping with us! [SEP] Your code: [SEP] None [SEP] ")
+    assert '[SEP] asin [SEP] B0FX000003 [SEP] options [SEP] {"color": "ocean blue", "size": "mini"} [SEP]' in observation
+    assert observation.endswith("[SEP] Your score (min 0.0, max 1.0) [SEP] 1.0 [SEP] Reward Details [SEP] None")
     assert (reward, terminated, truncated, info["won"], info["score"]) == (1.0, True, False, True, 1.0)
     purchase = info["purchase"]
     assert (purchase["asin"], purchase["options"]) == ("B0FX000003", {"color": "ocean blue", "size": "mini"})
@@ -204,7 +207,7 @@ def test_splits_are_consecutive_ranges_of_the_shuffled_goals(make_env):
         WEBSHOP_EXPERIMENT, [*FIXTURE_OVERRIDES, "environment.params.test_goals=12", "environment.params.validation_goals=12"]
     )
     assert WebShopEnv.split_description(config.environment, "validation") == (
-        "WebShop validation split: goals 12-23 (12 of 36 synthetic goals), 16-product catalog"
+        "WebShop validation split: goals 12-23 (12 of 36 synthetic goals), 16-product catalog, goal seed 42"
     )
 
 
@@ -268,7 +271,7 @@ def test_a_webshop_run_reports_score_and_success_on_the_named_split(tmp_path, ti
     assert headline and headline[0].startswith("eval (test split, 3 episodes, adapter v2): success rate ")
     assert "score " in headline[0] and "(mean benchmark score x100)" in headline[0]
     report = (folder / "report.md").read_text()
-    assert "Data: WebShop test split: goals 0-5 (6 of 36 synthetic goals), 16-product catalog." in report
+    assert "Data: WebShop test split: goals 0-5 (6 of 36 synthetic goals), 16-product catalog, goal seed 42." in report
     assert "| task type | episodes | successes | success rate (%) | score (mean x100) |" in report
     assert "6 expert demonstrations (oracle expert) on split `train`: 6 won" in report
 
@@ -298,12 +301,12 @@ def test_the_oracle_on_the_first_100_test_goals_of_the_1000_product_catalog(inde
         won += info["won"]
     assert not all(page.isascii() for page in pages)  # product text holds accents and symbols
     assert all(env.observation_space.contains(page) for page in pages)
-    # Measured: the oracle wins 96 of these 100 goals (benchmarks/webshop_env.py: 478 of all 500 test goals).
-    assert won == 96
+    # Measured: the oracle wins 97 of these 100 goals (benchmarks/webshop_env.py: 479 of all 500 test goals).
+    assert won == 97
 
 
 def test_loading_the_search_engine_keeps_numba_out_of_the_process():
-    """vLLM's CPU engine fails to start beside numba's llvmlite objects; bm25s must not import numba."""
+    """vLLM's CPU engine fails to start beside numba's llvmlite objects; the search engine must not import numba."""
     code = (
         "import sys, tempfile; import prism_agents.environments; "
         "from prism_agents.environments.webshop.shop import open_shop; "

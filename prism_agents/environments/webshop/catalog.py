@@ -32,6 +32,12 @@ CATALOGS: dict[str, tuple[str, str]] = {
 """Catalog name -> (products file, attributes file), as WebShop's setup script names them."""
 
 HUMAN_INSTRUCTIONS_FILE = "items_human_ins.json"
+HUMAN_INSTRUCTIONS_HOW = (
+    "needed only for goals: human, the crowd-written instructions of the WebShop paper's test split; WebShop's "
+    "setup.sh downloads it with either -d option (gdown of Google Drive file 14Kb5SPBk_jfdLZ_CDBNitW98QLDlKR5O); "
+    "put it beside the catalog files"
+)
+"""How to get the human instructions, as ``prism-agents data webshop`` says it when the file is missing."""
 REVIEWS_FILE = "reviews.json"
 GOAL_KINDS = ("synthetic", "human")
 
@@ -109,7 +115,7 @@ def catalog_status(data_dir: Path) -> list[str]:
                 f"WebShop's setup.sh fetches this set when run with {_SETUP_FLAGS[catalog]}"
             )
     optional = (
-        ("human instructions", HUMAN_INSTRUCTIONS_FILE, "needed only for human goals; setup.sh fetches it with either -d option"),
+        ("human instructions", HUMAN_INSTRUCTIONS_FILE, HUMAN_INSTRUCTIONS_HOW),
         ("reviews", REVIEWS_FILE, "optional: without it products have no reviews and rating 'N.A.'; setup.sh does not fetch it"),
     )
     for label, name, when_missing in optional:

@@ -8,13 +8,21 @@ fashion, garden, grocery).
 
 An episode starts at the search page and ends on ``click[buy now]``
 (``terminated``) or after ``max_steps`` actions (``truncated``, default 15).
-The buying step returns WebShop's reward of the purchase, in [0, 1] (training
-scales it by ``rl.reward.win``); every other step returns 0. ``info["score"]``
-is that reward (0 before a purchase) and ``info["won"]`` is true when it is
-exactly 1.0, WebShop's success. After a purchase, ``info["purchase"]`` holds
-the product, options, price and the reward's parts. ``info["admissible_actions"]``
-lists ``search[<keywords>]`` (search page only) and the page's ``click[...]``
-actions; an action that is neither leaves the page unchanged and costs a step.
+The buying step returns WebShop's reward of the purchase, in [0, 1]
+(``environment.params.reward_mode: scaled``; training scales it by
+``rl.reward.win``), or 1.0 only for a reward of exactly 1.0 (``success_only``);
+every other step returns 0. ``info["score"]`` is WebShop's reward whatever the
+mode (0 before a purchase) and ``info["won"]`` is true when it is exactly 1.0,
+WebShop's success. After a purchase, ``info["purchase"]`` holds the product,
+options, price and the reward's parts. ``info["admissible_actions"]`` lists
+``search[<keywords>]`` (search page only) and the page's ``click[...]`` actions;
+an action that is neither leaves the page unchanged and costs a step.
+
+Observations follow ``environment.params.observation_mode`` (``text`` or
+``text_rich``) and carry ``num_prev_obs`` / ``num_prev_actions`` earlier
+observations and actions, as upstream's text environment builds them. Without a
+task index, ``reset()`` draws the split's goal by weight (``goal_sampling:
+weighted``, upstream's draw) or uniformly, from the environment's seeded generator.
 """
 
 from __future__ import annotations
@@ -25,14 +33,17 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+import gymnasium
 from gymnasium import spaces
 
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments.base import TextEnv
 from prism_agents.environments.webshop.catalog import check_goal_files, find_catalog_files
 from prism_agents.environments.webshop.expert import oracle_action
-from prism_agents.environments.webshop.goals import SPLIT_NAMES
+from prism_agents.environments.webshop.goals import SPLIT_NAMES, weighted_goal_index
+from prism_agents.environments.webshop.observation import History, render
 from prism_agents.environments.webshop.params import WebShopParams
+from prism_agents.environments.webshop.reward import step_reward
 from prism_agents.environments.webshop.session import ShopSession
 from prism_agents.environments.webshop.shop import Shop, open_shop, resolve_data_dir
 from prism_agents.policies.templates import PromptTemplate
@@ -96,7 +107,9 @@ class WebShopEnv(TextEnv):
         self.observation_space = spaces.Text(MAX_PAGE_LENGTH, min_length=0, charset=self.shop.charset)
         self.action_space = spaces.Text(MAX_PAGE_LENGTH, min_length=0, charset=self.shop.charset)
         self._tasks = _split_tasks(self.shop, self.settings, split)
+        self._weights = [self.shop.goals[_goal_index(task)]["weight"] for task in self._tasks]
         self._session: Optional[ShopSession] = None
+        self._history = History(self.settings.num_prev_obs, self.settings.num_prev_actions)
 
     # -- construction and task listing ----------------------------------------------
 
@@ -133,9 +146,12 @@ class WebShopEnv(TextEnv):
 
     @classmethod
     def task_fingerprint(cls, config: EnvironmentConfig, task: Task) -> str:
-        shop = open_shop(config.data_path, cls.params(config))
+        """The catalog, the goal and the settings that shape what an episode records (observations, rewards)."""
+        settings = cls.params(config)
+        shop = open_shop(config.data_path, settings)
         goal = shop.goals[_goal_index(task)]
-        content = json.dumps([shop.catalog.fingerprint, goal], sort_keys=True)
+        episode = {key: getattr(settings, key) for key in _EPISODE_SETTINGS}
+        content = json.dumps([shop.catalog.fingerprint, goal, episode], sort_keys=True)
         return hashlib.sha256(content.encode()).hexdigest()
 
     @classmethod
@@ -155,20 +171,35 @@ class WebShopEnv(TextEnv):
 
     # -- playing -----------------------------------------------------------------------
 
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None) -> tuple[str, dict[str, Any]]:
+        """As :meth:`TextEnv.reset`; without ``options["task"]`` and with ``goal_sampling: weighted``, the goal is
+        drawn by weight as upstream's server draws it (see :func:`~prism_agents.environments.webshop.goals.weighted_goal_index`)."""
+        options = dict(options or {})
+        if options.get("task") is None and self.settings.goal_sampling == "weighted" and self._tasks:
+            if seed is not None:
+                gymnasium.Env.reset(self, seed=seed)  # seed the generator before the draw, as the base reset would
+                seed = None
+            options["task"] = weighted_goal_index(self._weights, float(self.np_random.uniform(0.0, sum(self._weights))))
+        return super().reset(seed=seed, options=options)
+
     def _start(self, task: Task) -> tuple[str, dict[str, Any]]:
         goal = self.shop.goals[_goal_index(task)]
         self._session = ShopSession(self.shop, goal, self.settings.spacy_model)
         info = self._info()
         info["instruction"] = goal["instruction_text"]
-        return self._session.page.observation, info
+        return self._history.start(self._observation()), info
 
     def _act(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         session = self._session
         assert session is not None
         session.act(action)
         purchase = session.purchase
-        reward = purchase.score.total if purchase else 0.0
-        return session.page.observation, reward, purchase is not None, self._info()
+        reward = step_reward(purchase.score.total, self.settings.reward_mode) if purchase else 0.0
+        return self._history.step(action, self._observation()), reward, purchase is not None, self._info()
+
+    def _observation(self) -> str:
+        assert self._session is not None
+        return render(self._session.page, self.settings.observation_mode)
 
     def _info(self) -> dict[str, Any]:
         session = self._session
@@ -190,6 +221,10 @@ class WebShopEnv(TextEnv):
         if self.expert:
             info["expert_action"], info["expert_error"] = oracle_action(session)
         return info
+
+
+_EPISODE_SETTINGS = ("observation_mode", "num_prev_obs", "num_prev_actions", "reward_mode")
+"""Settings beside the goal that change an episode's observations or rewards (so a cached demonstration)."""
 
 
 def _split_tasks(shop: Shop, settings: WebShopParams, split: str) -> list[Task]:

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import random
 from collections import defaultdict
+from collections.abc import Sequence
 
 from prism_agents.environments.webshop.catalog import GOAL_KINDS, Catalog, WebShopDataError
 
 GOAL_SEED = 42
 SHUFFLE_SEED = 233
-"""The two seeds behind WebShop's goal list.
+"""The two seeds behind the goal list.
 
-WebShop draws every product's price (uniform inside a price range) and then every
-goal's price limit from one stream of Python's global generator, which its
-``goal.py`` seeds with 42 when it is imported. Its simulated server then reseeds the
-generator with 233 and shuffles the goal list. We replay both streams with
-``random.Random`` instances, so building goals leaves the global generator alone.
-(verl-agent's copy seeds the generator in the environment's constructor instead,
-with its ``seed`` argument, 42 by default, and shuffles with that seed too.)
+WebShop draws every product's price (uniform inside a price range, in
+``load_products``) and then every goal's price limit (in ``goal.py``) from
+Python's global generator, which it never seeds: its own goal list changes from
+run to run. Its simulated server then seeds the generator with 233 and shuffles
+the goal list. (verl-agent's copy seeds the generator in its environment's
+constructor, with its ``seed`` argument, 42 by default.) We replay both streams with ``random.Random`` instances (so building goals
+leaves the global generator alone): ``environment.params.goal_seed`` (default
+:data:`GOAL_SEED`) for prices and limits, :data:`SHUFFLE_SEED` for the shuffle.
 """
+
+GOAL_SAMPLINGS = ("weighted", "uniform")
+"""How a goal is drawn when ``reset()`` names no task (``environment.params.goal_sampling``)."""
 
 PRICE_STEPS = [10.0 * i for i in range(1, 100)]
 """The price limits a goal can get: $10 to $990 in $10 steps."""
@@ -129,8 +135,9 @@ def human_goals(products: list[dict], prices: dict[str, float], rng: random.Rand
     return goals
 
 
-def build_goals(catalog: Catalog, kind: str) -> tuple[list[dict], dict[str, float]]:
-    """The shuffled goals of ``kind`` (``"synthetic"`` or ``"human"``) and every product's price, as WebShop draws them.
+def build_goals(catalog: Catalog, kind: str, seed: int = GOAL_SEED) -> tuple[list[dict], dict[str, float]]:
+    """The shuffled goals of ``kind`` (``"synthetic"`` or ``"human"``) and every product's price, as WebShop draws them
+    after ``random.seed(seed)``.
 
     The catalog must have been loaded with the same goal kind.
     """
@@ -140,7 +147,7 @@ def build_goals(catalog: Catalog, kind: str) -> tuple[list[dict], dict[str, floa
     if catalog.products and loaded_synthetic != (kind == "synthetic"):
         loaded = "synthetic" if loaded_synthetic else "human"
         raise ValueError(f"{kind} goals need a catalog loaded with goals={kind!r}; this one was loaded with goals={loaded!r}")
-    rng = random.Random(GOAL_SEED)
+    rng = random.Random(seed)
     prices = product_prices(catalog.products, rng)
     make = synthetic_goals if kind == "synthetic" else human_goals
     goals = make(catalog.products, prices, rng)
@@ -157,3 +164,15 @@ def split_goal_indices(num_goals: int, split: str, test_goals: int, validation_g
         raise ValueError(f"unknown goal split {split!r}; known: {', '.join(SPLIT_NAMES)}")
     start, end = bounds[split]
     return range(min(start, num_goals), min(end, num_goals))
+
+
+def weighted_goal_index(weights: Sequence[float], draw: float) -> int:
+    """The goal WebShop's server picks for ``draw``, a uniform number in ``[0, sum(weights)]``.
+
+    Upstream (``utils.random_idx``) bisects the draw into the cumulative weights
+    with a leading 0 and uses the insertion point as the goal index, clamped to the
+    list: goal ``i`` is picked for draws in goal ``i - 1``'s share, goal 0 never
+    (unless it is the only one) and the last goal for the last two shares. Kept as it is.
+    """
+    cumulative = [0.0, *itertools.accumulate(weights)]
+    return min(bisect.bisect(cumulative, draw), len(cumulative) - 2)

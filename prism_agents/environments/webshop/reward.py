@@ -221,3 +221,17 @@ def score_purchase(
         category_match=category_match,
         title_score=title_score,
     )
+
+
+REWARD_MODES = ("scaled", "success_only")
+"""What the buying step returns (``environment.params.reward_mode``); training multiplies it by ``rl.reward.win``."""
+
+
+def step_reward(total: float, mode: str) -> float:
+    """The buying step's reward for a purchase whose WebShop reward is ``total``: ``total`` itself (``scaled``) or
+    1.0 only when ``total`` is 1.0 (``success_only``, verl-agent's WebShop reward divided by its 10)."""
+    if mode == "scaled":
+        return total
+    if mode == "success_only":
+        return 1.0 if total == 1.0 else 0.0
+    raise ValueError(f"unknown WebShop reward_mode {mode!r}; known: {', '.join(REWARD_MODES)}")

