@@ -125,9 +125,18 @@ def entropy_from_logits(logits: Tensor) -> Tensor:
 
 
 def clipped_value_loss(
-    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor | None, clip_range: float = 0.2
+    values: Tensor,
+    old_values: Tensor,
+    returns: Tensor,
+    mask: Tensor | None,
+    clip_range: float = 0.2,
+    count: float | None = None,
 ) -> Tensor:
-    """PPO value loss ``0.5 * max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2)``, mean (masked if given)."""
+    """PPO value loss ``0.5 * max((V - R)^2, (clip(V, V_old - c, V_old + c) - R)^2)``, mean (masked if given).
+
+    ``count`` replaces the number of values (or the mask's count) as the denominator, like ``token_count``."""
     clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
     losses = 0.5 * torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
-    return losses.mean() if mask is None else masked_mean(losses, mask)
+    if mask is None:
+        mask = torch.ones_like(losses)
+    return masked_mean(losses, mask, token_count=count)

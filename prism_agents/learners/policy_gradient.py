@@ -21,6 +21,11 @@ One call of :meth:`PolicyGradientLearner.train` is one iteration's update, read 
 A sample that can change nothing (advantage exactly 0 at every step, ``rl.kl_coef`` 0, an estimator without a loss) is
 not run through the model. With ``rl.loss_denominator: all_tokens`` its tokens still count in its batch's
 token mean, so leaving it out changes no gradient; with ``trained_tokens`` it is left out before batching.
+
+Under data parallelism (:attr:`PolicyGradientLearner.parallel`, set by a distributed learner worker) every worker
+computes the same samples, advantages and batches, runs its share of each batch's rows through DDP (the adapter and
+the estimator's modules) with the whole batch's token and decision counts as denominators, and reports the
+batch's metrics (:mod:`~prism_agents.learners.parallel`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from prism_agents.config.rl import RLConfig
 from prism_agents.io import write_bytes_atomic
 from prism_agents.learners.base import Learner, StepCallback
 from prism_agents.learners.losses import clipped_policy_loss, entropy_from_logits, kl_penalty
+from prism_agents.learners.parallel import LOCAL, DataParallel
 from prism_agents.learners.rl_samples import RLSample, penalised_advantages, rl_samples
 from prism_agents.learners.tokens import action_token_logits, collate, length_batches
 from prism_agents.policies.lora import Policy
@@ -76,11 +82,16 @@ class AdvantageEstimator(ABC):
         """AdamW parameter groups of the estimator's own parameters (none by default)."""
         return []
 
+    def modules(self, policy: Policy) -> list[torch.nn.Module]:
+        """The modules holding :meth:`parameter_groups`' parameters (DDP averages their gradients; none by default)."""
+        return []
+
     def loss(
-        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[RLSample]
+        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[RLSample], decisions: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The estimator's weighted loss on ``batch`` (``states``: the backbone's last hidden states) and its named
-        values for the step metrics; called only when :attr:`has_loss`."""
+        """The estimator's weighted loss on ``batch`` (``states``: the backbone's last hidden states), a sum over its
+        decisions divided by ``decisions`` (the whole batch's, when ``batch`` is a worker's share of it), and its
+        named values for the step metrics; called only when :attr:`has_loss`."""
         raise NotImplementedError(f"{type(self).__name__} sets has_loss but defines no loss()")
 
     def state_dict(self) -> dict[str, Any]:
@@ -95,11 +106,14 @@ class PolicyGradientLearner(Learner):
     """The shared RL loop (see the module docstring); a learner is this loop plus its advantage estimator."""
 
     config_class = RLConfig
+    parallel: DataParallel = LOCAL
+    """This learner's place among data-parallel workers (one process by default)."""
 
     def __init__(self, config: RLConfig, estimator: AdvantageEstimator) -> None:
         super().__init__(config)
         self.estimator = estimator
         self._optimizer: torch.optim.Optimizer | None = None
+        self._trained: tuple[torch.nn.Module, torch.nn.Module] | None = None
         self._rng = random.Random(config.seed)
 
     def train(
@@ -211,6 +225,13 @@ class PolicyGradientLearner(Learner):
             self._optimizer = torch.optim.AdamW(groups + self.estimator.parameter_groups(policy), weight_decay=0.0)
         return self._optimizer
 
+    def _model_for(self, policy: Policy) -> torch.nn.Module:
+        """``policy.model`` as the update calls it: wrapped once by :attr:`parallel` (DDP over the adapter and the
+        estimator's modules) when there are several workers."""
+        if self._trained is None or self._trained[0] is not policy.model:
+            self._trained = (policy.model, self.parallel.wrap(policy.model, *self.estimator.modules(policy)))
+        return self._trained[1]
+
     def _step(
         self,
         policy: Policy,
@@ -239,9 +260,12 @@ class PolicyGradientLearner(Learner):
         token_count: int,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The loss of ``batch`` (policy + KL + the estimator's) and its statistics, before any optimizer step;
-        ``advantages[episode][step]`` gives each completion token its step's advantage."""
+        ``advantages[episode][step]`` gives each completion token its step's advantage. Under data parallelism the
+        loss is this worker's share's (see the module docstring) and the statistics the whole batch's."""
         config = self.config
-        ids, attention, mask = collate(list(batch), policy.tokenizer.pad_token_id, policy.device)
+        share = self.parallel.share(batch)
+        rows = share.rows
+        ids, attention, mask = collate(rows, policy.tokenizer.pad_token_id, policy.device)
         states: list[torch.Tensor] = []
         hook = None
         if self.estimator.has_loss:
@@ -249,20 +273,21 @@ class PolicyGradientLearner(Learner):
                 lambda _module, _inputs, output: states.append(output.last_hidden_state)
             )
         try:
-            logits, tokens, positions = action_token_logits(policy.model, ids, mask, attention)
+            logits, tokens, positions = action_token_logits(self._model_for(policy), ids, mask, attention)
         finally:
             if hook is not None:
                 hook.remove()
         logprobs = token_logprobs(logits, tokens, positions)
         device = logprobs.device
         sampled = torch.zeros_like(logprobs).masked_scatter(
-            positions, torch.tensor([p for sample in batch for p in sample.old_logprobs], device=device)
+            positions, torch.tensor([p for sample in rows for p in sample.old_logprobs], device=device)
         )
         token_advantages = torch.zeros_like(logprobs).masked_scatter(
             positions,
-            torch.tensor([advantages[s.episode][step] for s in batch for step in s.token_steps], device=device),
+            torch.tensor([advantages[s.episode][step] for s in rows for step in s.token_steps], device=device),
         )
-        denominator = token_count if config.loss_denominator == "all_tokens" else None
+        trained_tokens = sum(len(sample.old_logprobs) for sample in batch)
+        denominator = token_count if config.loss_denominator == "all_tokens" else trained_tokens
         loss, stats = clipped_policy_loss(
             logprobs, sampled, token_advantages, positions, config.clip_ratio,
             clip_ratio_c=config.clip_ratio_c, token_count=denominator,
@@ -275,10 +300,10 @@ class PolicyGradientLearner(Learner):
             kl = kl_penalty(logprobs, reference, positions, clamp=config.kl_clamp, token_count=denominator)
             loss = loss + config.kl_coef * kl
         if self.estimator.has_loss:
-            extra, named = self.estimator.loss(estimate, states[0], batch)
+            extra, named = self.estimator.loss(estimate, states[0], rows, sum(len(s.decisions) for s in batch))
             loss = loss + extra
             values |= named
-        return loss, values | {
+        values |= {
             "kl": kl.item(),
             "logprob_gap_max": (logprobs.detach() - sampled).abs()[positions].max().item(),
             "approx_kl": stats["approx_kl"],
@@ -286,6 +311,8 @@ class PolicyGradientLearner(Learner):
             "entropy": entropy_from_logits(logits.detach()).mean().item(),
             "action_tokens": float(len(tokens)),
         }
+        means, maxima = ("approx_kl", "clip_fraction", "entropy"), ("logprob_gap_max",)
+        return loss * share.weight, self.parallel.combine(values, share.present, means=means, maxima=maxima)
 
 
 def backbone_of(model: torch.nn.Module) -> torch.nn.Module:

@@ -150,17 +150,22 @@ class ValueCritic(AdvantageEstimator):
         """The head's parameters at ``rl.ppo.value_learning_rate``."""
         return [{"params": list(self.value_head_for(policy).parameters()), "lr": self.config.ppo.value_learning_rate}]
 
+    def modules(self, policy: Policy) -> list[torch.nn.Module]:
+        """The value head."""
+        return [self.value_head_for(policy)]
+
     def loss(
-        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[RLSample]
+        self, estimate: Estimate, states: torch.Tensor, batch: Sequence[RLSample], decisions: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``rl.ppo.value_coef`` x the clipped value loss of ``batch``'s steps; its value_loss."""
+        """``rl.ppo.value_coef`` x the clipped value loss of ``batch``'s steps (summed, divided by ``decisions``);
+        its value_loss."""
         assert isinstance(estimate, ValueTargets) and self.value_head is not None  # made by estimate()
         old_values, returns = (
             torch.tensor([table[s.episode][step] for s in batch for step, _ in s.decisions], device=states.device)
             for table in (estimate.old_values, estimate.returns)
         )
         values = prompt_state_values(self.value_head, states, batch)
-        value_loss = clipped_value_loss(values, old_values, returns, None, self.config.ppo.value_clip)
+        value_loss = clipped_value_loss(values, old_values, returns, None, self.config.ppo.value_clip, count=decisions)
         return self.config.ppo.value_coef * value_loss, {"value_loss": value_loss.item()}
 
     def state_dict(self) -> dict[str, Any]:

@@ -16,6 +16,10 @@ Read top to bottom, one run of :meth:`SFTLearner.train` is:
    tokens (:func:`~prism_agents.learners.tokens.action_token_loss`), backward, global-norm clipping, an
    AdamW step on the adapter's parameters with the scheduled learning rate
    (:func:`learning_rate_factor`: linear warmup, then cosine / linear / constant).
+
+Under data parallelism (:attr:`SFTLearner.parallel`, set by a distributed learner worker) every worker draws the
+same batches, runs its share of each batch's rows through DDP with the batch's action-token count as the
+denominator, and reports the batch's metrics (:mod:`~prism_agents.learners.parallel`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from tqdm.auto import tqdm
 
 from prism_agents.config.training import SFTConfig
 from prism_agents.learners.base import Learner, StepCallback
+from prism_agents.learners.parallel import LOCAL, DataParallel
 from prism_agents.learners.tokens import action_token_loss, collate, fit_example, length_batches, padding_share
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder, TrainingExample
@@ -57,6 +62,8 @@ class SFTLearner(Learner):
     """Multi-turn SFT: loss on action tokens only, length-bucketed batches, AdamW on the LoRA weights."""
 
     config_class = SFTConfig
+    parallel: DataParallel = LOCAL
+    """This learner's place among data-parallel workers (one process by default)."""
 
     def train(
         self,
@@ -121,6 +128,7 @@ class SFTLearner(Learner):
         torch.manual_seed(config.seed)
         rng = random.Random(config.seed)
         lengths = [len(example.input_ids) for example in examples]
+        counts = [sum(example.loss_mask[1:]) for example in examples]
         layout = length_batches(lengths, config.batch_tokens, random.Random(0))
         steps_per_epoch = len(layout)
         total_steps = steps_per_epoch * config.epochs
@@ -133,6 +141,7 @@ class SFTLearner(Learner):
             weight_decay=config.weight_decay,
         )
         pad_id = policy.tokenizer.pad_token_id
+        model = self.parallel.wrap(policy.model)
         max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
         loss_sum = tokens_trained = action_tokens = 0.0
         epoch_loss_sum = epoch_action_tokens = 0.0
@@ -148,15 +157,17 @@ class SFTLearner(Learner):
                     lr = config.learning_rate * factor
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    ids, attention, mask = collate([examples[index] for index in batch], pad_id, policy.device)
-                    loss, count = action_token_loss(policy.model, ids, attention, mask)
+                    share = self.parallel.share(batch)
+                    ids, attention, mask = collate([examples[index] for index in share.rows], pad_id, policy.device)
+                    count = sum(counts[index] for index in batch)
+                    loss, _ = action_token_loss(model, ids, attention, mask, token_count=count)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    (loss * share.weight).backward()
                     grad_norm = float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
                     optimizer.step()
                     step += 1
-                    value = loss.item()
-                    tokens = int(attention.sum())
+                    value = self.parallel.combine({"loss": loss.item()}, share.present)["loss"]
+                    tokens = sum(lengths[index] for index in batch)
                     loss_sum += value * count
                     epoch_loss_sum += value * count
                     action_tokens += count

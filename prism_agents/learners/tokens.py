@@ -10,6 +10,8 @@ PPO share.
 * :func:`action_token_logits` runs the model's own forward (so a model's logit scaling or soft-capping applies)
   and asks it for the logits of the positions predicting a loss token only (``logits_to_keep``), which saves
   the LM head's work on prompt tokens; :func:`action_token_losses` turns them into cross-entropies.
+
+Data-parallel workers share these batches by the rule of :mod:`~prism_agents.learners.parallel`.
 """
 
 from __future__ import annotations
@@ -156,9 +158,16 @@ def action_token_losses(
 
 
 def action_token_loss(
-    model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    loss_mask: torch.Tensor,
+    token_count: int | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Mean next-token cross-entropy over the tokens where ``loss_mask`` is 1, and their count."""
+    """Mean next-token cross-entropy over the tokens where ``loss_mask`` is 1, and their count.
+
+    ``token_count`` replaces the count as the denominator (a data-parallel worker divides its rows' sum by the
+    whole batch's count: :mod:`~prism_agents.learners.parallel`)."""
     losses, targets = action_token_losses(model, input_ids, loss_mask, attention_mask=attention_mask)
     count = int(targets.sum())
-    return losses.sum() / max(count, 1), count
+    return losses.sum() / max(count if token_count is None else token_count, 1), count

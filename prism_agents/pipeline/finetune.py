@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from prism_agents.cluster.learner_group import learner_for
 from prism_agents.faults import fault_point
 from prism_agents.pipeline.compute import StageCompute
 from prism_agents.pipeline.context import RunContext
 from prism_agents.pipeline.outcome import StageOutcome
-from prism_agents.registry import LEARNERS
 from prism_agents.types import Destination, Trajectory
 
 SFT_DESTINATIONS = ("sft", "both")
@@ -29,19 +29,20 @@ def train_adapter(
 
     The adapter is saved under the next version number; the stage's record commits it (until then it is
     an orphan that a resume deletes). Steps are logged to ``metrics.jsonl`` under ``stage``; ``label``
-    names the routing round trained on.
+    names the routing round trained on. With ``cluster.backend: ray`` the learner runs on
+    ``cluster.learner_workers`` Ray workers for this call (:func:`~prism_agents.cluster.learner_group.learner_for`).
     """
     split = context.config.collect.split
     if not training_set:
         return StageOutcome([], {"split": split, "routing": label, "trajectories": 0, "adapter": None})
     policy = context.policy()
-    learner = LEARNERS.get("sft")(context.config.sft)
 
     def on_step(values: dict[str, Any]) -> None:
         context.metrics.log(stage, int(values["step"]), values, split=split)
         fault_point(f"{stage}.step")
 
-    metrics = learner.train(policy, training_set, prompts=context.prompts(), on_step=on_step)
+    with learner_for(context.config, "sft", context.config.sft) as learner:
+        metrics = learner.train(policy, training_set, prompts=context.prompts(), on_step=on_step)
     adapter = policy.save_adapter(context.folder.adapter(context.folder.next_adapter_version()))
     fault_point(f"{stage}.after_save")
     spent.trained_tokens = int(metrics["tokens_trained"])

@@ -13,7 +13,8 @@ learner's own state, optimizer and PPO's value head, as ``rl_state.pt`` inside
 the adapter folder), then one atomic rewrite of ``rl_iterations.jsonl`` adds the
 iteration's line (adapter, metrics, compute). ``--resume`` continues after the
 last committed iteration from its adapter and learner state; the stage's compute
-is the sum of its committed iterations over every attempt.
+is the sum of its committed iterations over every attempt. With ``cluster.backend: ray`` the learner runs on
+``cluster.learner_workers`` Ray workers that live for the stage (its state stays in them between iterations).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import time
 from typing import Any
 
 from prism_agents.config.rl import RewardConfig, RLConfig
+from prism_agents.cluster.learner_group import learner_for
 from prism_agents.faults import fault_point
 from prism_agents.io import write_jsonl_atomic
 from prism_agents.learners.rl_samples import shaped_rewards
 from prism_agents.pipeline.compute import StageCompute
 from prism_agents.pipeline.context import RunContext
 from prism_agents.pipeline.outcome import StageOutcome
-from prism_agents.registry import LEARNERS
 from prism_agents.types import Task, Trajectory
 
 RL_DESTINATIONS = ("rl", "both")
@@ -74,43 +75,43 @@ def reinforcement_learning(context: RunContext, spent: StageCompute) -> StageOut
     earlier = StageCompute.total(StageCompute.from_dict(line.get("compute", {})) for line in finished)
     spent.add(earlier)  # the work of earlier attempts' committed iterations
     policy = context.policy()
-    learner = LEARNERS.get(settings.learner)(settings)
-    if finished and (folder.path / finished[-1]["adapter"] / RL_STATE_FILE).is_file():
-        learner.load_state(folder.path / finished[-1]["adapter"] / RL_STATE_FILE, policy)
-    max_steps = settings.max_steps or context.config.eval.max_steps or context.config.environment.max_steps
-    spec = context.env_spec(context.config.collect.split, max_steps=max_steps)
-    order = list(tasks)
-    random.Random(settings.seed).shuffle(order)
-    for iteration in range(len(finished), iterations):
-        first = iteration * settings.tasks_per_iteration
-        chosen = [order[(first + k) % len(order)] for k in range(settings.tasks_per_iteration)]
-        part = StageCompute(model_parameters=policy.base_parameter_count())
-        started = clock = time.perf_counter()
-        source, _ = context.serve(trained=True)
-        timings = {"sync_s": time.perf_counter() - clock}
-        clock = time.perf_counter()
-        episodes = context.play(
-            spec, [task for task in chosen for _ in range(settings.group_size)], settings.sampling, source, part,
-            description=f"rl iteration {iteration + 1}/{iterations}",
-            stream=f"rl iteration {iteration + 1}",  # the same episodes whatever rl.iterations is
-        )
-        timings["rollout_s"] = time.perf_counter() - clock
-        fault_point("rl.after_rollouts")
-        clock = time.perf_counter()
-        update = learner.train(policy, episodes, prompts=context.prompts())
-        adapter = policy.save_adapter(folder.adapter(folder.next_adapter_version()))
-        learner.save_state(adapter / RL_STATE_FILE)
-        fault_point("rl.after_save")
-        timings["update_s"] = time.perf_counter() - clock
-        part.trained_tokens = int(update["tokens_trained"])
-        part.wall_clock_s = round(time.perf_counter() - started, 3)
-        values = episode_metrics(episodes, settings.reward) | {key: float(value) for key, value in update.items()} | timings
-        context.metrics.log("rl", iteration + 1, values, split=context.config.collect.split)
-        line = {"iteration": iteration + 1, "adapter": str(adapter.relative_to(folder.path)), "played_with": source, **values}
-        folder.commit_rl_iteration(line | {"compute": part.to_dict()})
-        finished.append(line)
-        spent.add(dataclasses.replace(part, wall_clock_s=0.0))  # the runner times this attempt as a whole
-        fault_point("rl.iteration_committed")
+    with learner_for(context.config, settings.learner, settings) as learner:  # Ray workers for the stage, or local
+        if finished and (folder.path / finished[-1]["adapter"] / RL_STATE_FILE).is_file():
+            learner.load_state(folder.path / finished[-1]["adapter"] / RL_STATE_FILE, policy)
+        max_steps = settings.max_steps or context.config.eval.max_steps or context.config.environment.max_steps
+        spec = context.env_spec(context.config.collect.split, max_steps=max_steps)
+        order = list(tasks)
+        random.Random(settings.seed).shuffle(order)
+        for iteration in range(len(finished), iterations):
+            first = iteration * settings.tasks_per_iteration
+            chosen = [order[(first + k) % len(order)] for k in range(settings.tasks_per_iteration)]
+            part = StageCompute(model_parameters=policy.base_parameter_count())
+            started = clock = time.perf_counter()
+            source, _ = context.serve(trained=True)
+            timings = {"sync_s": time.perf_counter() - clock}
+            clock = time.perf_counter()
+            episodes = context.play(
+                spec, [task for task in chosen for _ in range(settings.group_size)], settings.sampling, source, part,
+                description=f"rl iteration {iteration + 1}/{iterations}",
+                stream=f"rl iteration {iteration + 1}",  # the same episodes whatever rl.iterations is
+            )
+            timings["rollout_s"] = time.perf_counter() - clock
+            fault_point("rl.after_rollouts")
+            clock = time.perf_counter()
+            update = learner.train(policy, episodes, prompts=context.prompts())
+            adapter = policy.save_adapter(folder.adapter(folder.next_adapter_version()))
+            learner.save_state(adapter / RL_STATE_FILE)
+            fault_point("rl.after_save")
+            timings["update_s"] = time.perf_counter() - clock
+            part.trained_tokens = int(update["tokens_trained"])
+            part.wall_clock_s = round(time.perf_counter() - started, 3)
+            values = episode_metrics(episodes, settings.reward) | {key: float(value) for key, value in update.items()} | timings
+            context.metrics.log("rl", iteration + 1, values, split=context.config.collect.split)
+            line = {"iteration": iteration + 1, "adapter": str(adapter.relative_to(folder.path)), "played_with": source, **values}
+            folder.commit_rl_iteration(line | {"compute": part.to_dict()})
+            finished.append(line)
+            spent.add(dataclasses.replace(part, wall_clock_s=0.0))  # the runner times this attempt as a whole
+            fault_point("rl.iteration_committed")
     spent.model_parameters = policy.base_parameter_count()
     outputs = [folder.rl_iterations] + [folder.path / line["adapter"] for line in finished]
     return StageOutcome(

@@ -17,20 +17,26 @@ from prism_agents.types import Trajectory
 
 
 def run_probe(trajectories: Sequence[Trajectory], context: RouterContext, gradients: bool) -> list:
-    """The probe's results for ``trajectories`` under the ``router.probe`` settings (compute recorded)."""
-    from prism_agents.routers.probe import GradientProbe
-
+    """The probe's results for ``trajectories`` under the ``router.probe`` settings (compute recorded); with
+    ``cluster.backend: ray`` the batches are shared over ``cluster.learner_workers`` Ray workers (same scores)."""
     settings = context.config.router.probe
-    probe = GradientProbe(
-        context.policy(),
-        context.prompts(),
+    options = dict(
         target=settings.target,
         use_adapter=context.use_adapter,
         batch_tokens=settings.batch_tokens,
         max_tokens=settings.max_tokens,
         progress=settings.progress,
     )
-    results = probe.probe(trajectories, gradients=gradients)
+    config = context.config
+    if config.cluster.uses_ray:
+        from prism_agents.cluster.learner_group import LearnerGroup
+
+        with LearnerGroup(config.cluster, config.model, config.lora) as group:
+            results = group.probe(context.policy(), context.prompts(), trajectories, gradients, **options)
+    else:
+        from prism_agents.routers.probe import GradientProbe
+
+        results = GradientProbe(context.policy(), context.prompts(), **options).probe(trajectories, gradients=gradients)
     tokens = sum(result.tokens for result in results)
     if gradients:
         context.spent.probed_tokens += tokens

@@ -25,6 +25,11 @@ keeps its input X; a hook on its output's gradient G adds, per trajectory t,
 so no weight gradient is ever kept. Rows never interact in a decoder, so G_t is
 exactly the gradient of t's own loss. With ``target="lora"`` the probed linears
 are each projection's ``lora_A`` and ``lora_B``, whose squared norms add up.
+
+On several learner workers (:meth:`GradientProbe.probe_shard`) every worker computes the same batches and probes
+whole batches of its own, dealt round-robin (:meth:`~prism_agents.learners.parallel.DataParallel.batches`); the
+driver puts the results back in input order (:func:`in_input_order`). A batch is computed the same way whichever
+worker runs it, so the scores do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch
 from tqdm.auto import tqdm
 
 from prism_agents.faults import fault_point
+from prism_agents.learners.parallel import LOCAL, DataParallel
 from prism_agents.learners.tokens import action_token_losses, collate, fit_example, length_batches
 from prism_agents.policies.lora import Policy
 from prism_agents.policies.prompts import PromptBuilder, TrainingExample
@@ -208,15 +214,21 @@ class GradientProbe:
 
     def probe(self, trajectories: Sequence[Trajectory], gradients: bool = True) -> list[ProbeResult]:
         """One result per trajectory, in input order; ``gradients=False``: losses only, without a backward pass."""
+        return in_input_order([self.probe_shard(trajectories, gradients)], len(trajectories))
+
+    def probe_shard(
+        self, trajectories: Sequence[Trajectory], gradients: bool = True, parallel: DataParallel = LOCAL
+    ) -> list[tuple[int, ProbeResult]]:
+        """(input index, result) of the trajectories in ``parallel``'s share of the batches (all of them with one
+        worker); :func:`in_input_order` merges the shares of every worker."""
         prepared = [_Prepared(trajectory.trajectory_id, self.examples(trajectory)) for trajectory in trajectories]
-        batches = self.batches([item.examples for item in prepared])
-        results: list[ProbeResult | None] = [None] * len(prepared)
+        batches = parallel.batches(self.batches([item.examples for item in prepared]))
+        results: list[tuple[int, ProbeResult]] = []
         with self._probing(gradients):
             for batch in tqdm(batches, desc="probe", unit="batch", disable=not self.progress):
-                for index, result in zip(batch, self._probe_batch([prepared[index] for index in batch], gradients)):
-                    results[index] = result
+                results += zip(batch, self._probe_batch([prepared[index] for index in batch], gradients))
                 fault_point("probe.batch")
-        return [result for result in results if result is not None]
+        return results
 
     def batches(self, examples: Sequence[Sequence[TrainingExample]]) -> list[list[int]]:
         """Trajectory indices grouped into batches (see the module docstring); ``examples[t]``: trajectory t's."""
@@ -287,6 +299,21 @@ class GradientProbe:
             )
             for position, item in enumerate(items)
         ]
+
+
+def in_input_order(shares: Sequence[Sequence[tuple[int, ProbeResult]]], count: int) -> list[ProbeResult]:
+    """The results of :meth:`GradientProbe.probe_shard`'s ``shares`` (one per worker) for ``count`` trajectories,
+    in input order; an error names the trajectories no share covered or covered twice."""
+    results: list[ProbeResult | None] = [None] * count
+    twice = []
+    for index, result in (pair for share in shares for pair in share):
+        if results[index] is not None:
+            twice.append(index)
+        results[index] = result
+    missing = [index for index, result in enumerate(results) if result is None]
+    if missing or twice:
+        raise RuntimeError(f"probe shares do not cover the trajectories once: missing {missing}, repeated {twice}")
+    return [result for result in results if result is not None]
 
 
 def trajectory_losses(
