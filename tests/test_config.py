@@ -158,7 +158,7 @@ def test_a_key_of_an_earlier_release_says_where_it_went(override, hint):
         ("cluster.learner_workers=0", "cluster.learner_workers: must be at least 1"),
         ("cluster.tensor_parallel_size=2", "cluster.tensor_parallel_size: needs generator_gpus >= tensor_parallel_size"),
         ("cluster.colocate=true", "cluster.colocate: needs generator_gpus and learner_gpus above 0"),
-        ("cluster.learner_strategy=zero3", "cluster.learner_strategy: must be one of 'ddp', 'fsdp'"),
+        ("cluster.learner_strategy=fsdp", "unknown key"),
     ],
 )
 def test_bad_cluster_values_fail_before_any_work(override, message):
@@ -172,6 +172,8 @@ def test_colocated_gpus_must_fit_one_gpu():
         load_config(None, overrides)
     config = load_config(None, [*overrides[:3], "cluster.generator_gpus=0.5", "cluster.learner_gpus=0.5"])
     assert config.cluster.uses_ray and config.cluster.colocate
+    with pytest.raises(ConfigError, match="cluster.colocate: shares one GPU between one engine and one learner worker"):
+        load_config(None, [*overrides[:3], "cluster.local_gpus=2", "cluster.generator_gpus=0.5", "cluster.learner_gpus=0.5", "cluster.learner_workers=2"])
 
 
 def test_the_local_backend_is_the_default():

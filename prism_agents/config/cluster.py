@@ -9,7 +9,6 @@ from typing import Optional
 from prism_agents.config.base import require, require_one_of
 
 BACKENDS = ("local", "ray")
-LEARNER_STRATEGIES = ("ddp", "fsdp")
 ADDRESS = re.compile(r"(ray://)?[A-Za-z0-9_.\-]+:[0-9]{1,5}")
 """A Ray address: the head's ``host:port`` (GCS) or a Ray Client ``ray://host:port``."""
 
@@ -57,12 +56,10 @@ class ClusterConfig:
     """GPUs each learner worker reserves (0: CPU workers, gloo; otherwise NCCL)."""
     learner_cpus: float = 0.5
     """CPUs each learner worker reserves in Ray's scheduler."""
-    learner_strategy: str = "ddp"
-    """``ddp`` (every worker holds the base model, gradients of the adapter averaged) or ``fsdp`` (the model
-    sharded over the workers, for a base that does not fit one device)."""
     colocate: bool = False
-    """Engines and learner workers share the same GPUs (each with its fraction of ``generator_gpus`` /
-    ``learner_gpus``); false puts them on separate GPUs."""
+    """One engine replica and one learner worker share one GPU (each with its fraction ``generator_gpus`` /
+    ``learner_gpus``); false gives each its own GPUs. Ray packs fractional GPU requests onto the same GPU, so
+    colocation is refused for more than one replica or worker (NCCL needs each learner worker on its own GPU)."""
     max_actor_restarts: int = 3
     """Times Ray restarts a crashed actor. An environment actor that dies costs its episodes (counted as failed),
     never the run: past this count the pool starts a fresh actor. An engine replica is restarted and synced to the
@@ -99,13 +96,18 @@ class ClusterConfig:
             f"needs generator_gpus >= tensor_parallel_size (got {self.tensor_parallel_size} with "
             f"generator_gpus={self.generator_gpus})",
         )
-        require_one_of(self.learner_strategy, LEARNER_STRATEGIES, "learner_strategy")
         require(
             not self.colocate or (self.generator_gpus > 0 and self.learner_gpus > 0),
             "colocate",
             "needs generator_gpus and learner_gpus above 0 (colocation shares GPUs)",
         )
         if self.colocate:
+            require(
+                self.generator_replicas == 1 and self.learner_workers == 1,
+                "colocate",
+                f"shares one GPU between one engine and one learner worker (got generator_replicas="
+                f"{self.generator_replicas}, learner_workers={self.learner_workers}); on several GPUs set colocate: false",
+            )
             require(
                 self.generator_gpus + self.learner_gpus <= 1.0,
                 "colocate",
