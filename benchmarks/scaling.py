@@ -10,7 +10,9 @@ on one private Ray of ``--ray-cpus`` CPUs, each actor reserving ``ray-cpus / max
 Run overhead: ``prism-agents run experiments/alfworld.yaml`` with the overrides of ``RUN_OVERRIDES`` (a short
 run: 8 demonstrations, 1 SFT epoch, 1 RL group of 2 episodes of at most 5 steps, 4 evaluation games of at most
 10 steps) plus ``--override``s, once with ``cluster.backend=local`` and once with ``RAY_OVERRIDES``, each in its
-own process with its own empty demonstration cache; the ratio of their wall clocks is the overhead.
+own process with its own empty demonstration cache; ``--full-run`` times the whole default run instead, on the
+user's demonstration cache (run it once before, so both runs find the demonstrations cached). The ratio of their wall clocks is the overhead; the file
+also says whether both backends routed alike and evaluated the same tasks with the same greedy actions.
 
     python benchmarks/scaling.py --data-path $ALFWORLD_DATA                  # env steps
     python benchmarks/scaling.py --data-path $ALFWORLD_DATA --skip-env-steps --run-overhead
@@ -119,8 +121,8 @@ def env_steps(args: argparse.Namespace) -> dict:
 
 def timed_run(backend_overrides: tuple[str, ...], args: argparse.Namespace, folder: Path) -> dict:
     """One ``prism-agents run`` in its own process; its wall clock, its stages' and its greedy evaluation actions."""
-    overrides = [*RUN_OVERRIDES, *args.override, *backend_overrides, f"output_dir={folder / 'runs'}",
-                 f"environment.demo_cache_dir={folder / 'demos'}"]
+    short = () if args.full_run else (*RUN_OVERRIDES, f"environment.demo_cache_dir={folder / 'demos'}")
+    overrides = [*short, *args.override, *backend_overrides, f"output_dir={folder / 'runs'}"]
     if args.data_path:
         overrides.append(f"environment.data_path={args.data_path}")
     command = [sys.executable, "-m", "prism_agents.cli", "run", str(RUN_CONFIG), *overrides]
@@ -132,11 +134,14 @@ def timed_run(backend_overrides: tuple[str, ...], args: argparse.Namespace, fold
     run = Path(finished.stdout.strip().splitlines()[-1])
     compute = json.loads((run / "compute.json").read_text())
     episodes = [json.loads(line) for line in (run / "evaluation.jsonl").read_text().splitlines() if line]
+    routing = [json.loads(line) for line in (run / "routing.jsonl").read_text().splitlines() if line]
     return {
         "overrides": overrides,
         "wall_s": round(wall_s, 2),
         "stage_wall_s": {stage: record.get("wall_clock_s") for stage, record in compute.items() if isinstance(record, dict)},
+        "eval_tasks": [episode["task"]["task_id"] for episode in episodes],
         "eval_actions": [[step["action"] for step in episode["steps"]] for episode in episodes],
+        "routing": [(record["trajectory_id"], record["destination"]) for record in routing],
     }
 
 
@@ -144,12 +149,14 @@ def run_overhead(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory(prefix="prism-scaling-") as scratch:
         local = timed_run(("cluster.backend=local",), args, Path(scratch) / "local")
         ray = timed_run(RAY_OVERRIDES, args, Path(scratch) / "ray")
+    compared = ("eval_tasks", "eval_actions", "routing")
     return {
         "config": str(RUN_CONFIG.relative_to(REPOSITORY)),
-        "local": {key: value for key, value in local.items() if key != "eval_actions"},
-        "ray": {key: value for key, value in ray.items() if key != "eval_actions"},
+        "run": "the default run, demonstrations cached" if args.full_run else "short (RUN_OVERRIDES)",
+        "local": {key: value for key, value in local.items() if key not in compared},
+        "ray": {key: value for key, value in ray.items() if key not in compared},
         "ray_over_local_wall": round(ray["wall_s"] / local["wall_s"], 3),
-        "same_eval_actions": ray["eval_actions"] == local["eval_actions"],
+        **{f"same_{key}": ray[key] == local[key] for key in compared},
     }
 
 
@@ -164,6 +171,8 @@ def main() -> None:
     parser.add_argument("--skip-env-steps", action="store_true", help="leave the env-steps section as it is")
     parser.add_argument("--run-overhead", action="store_true", help="also time the default run on both backends")
     parser.add_argument("--override", action="append", default=[], help="extra override for both runs (repeatable)")
+    parser.add_argument("--full-run", action="store_true",
+                        help="time the whole default run (no RUN_OVERRIDES) on the user's demonstration cache")
     parser.add_argument("--output", default="benchmarks/results/scaling.json")
     args = parser.parse_args()
 

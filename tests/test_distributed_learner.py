@@ -12,7 +12,7 @@ import time
 import pytest
 import torch
 from run_arguments import last_line
-from tiny_model import as_served, sample_trajectory
+from tiny_model import outcome_episodes, sample_trajectory
 
 from prism_agents.cli import main
 from prism_agents.cluster.learner_group import DistributedLearner, LearnerGroup, LearnerGroupError, adapter_weights
@@ -51,7 +51,9 @@ def local_ray():
 
 
 def group_of(workers: int, model_config, cpus: float = 0.25) -> LearnerGroup:
-    cluster = ClusterConfig(backend="ray", learner_workers=workers, learner_cpus=cpus)
+    """A group of ``workers`` on one torch thread each, as this process runs the tiny model (so one worker is
+    bit for bit the local learner)."""
+    cluster = ClusterConfig(backend="ray", learner_workers=workers, learner_cpus=cpus, actor_threads=1)
     return LearnerGroup(cluster, model_config, LORA)
 
 
@@ -80,14 +82,7 @@ def demonstrations(count: int):
 
 def played(prompts, outcomes):
     """Served episodes of the sample task, one per outcome (won: reward 1 on the last step, or lost: 0)."""
-    episodes = []
-    for number, won in enumerate(outcomes):
-        episode = sample_trajectory(f"policy:{number}")
-        episode.instruction = f"Your task is to: put pen {number} in drawer {number}."
-        episode.won, episode.score = won, float(won)
-        episode.steps[-1].reward = float(won)
-        episodes.append(as_served(episode, prompts, logprob=-1.0 - 0.1 * number))
-    return episodes
+    return outcome_episodes(prompts, outcomes, logprob=-1.0)
 
 
 def largest(a: dict, b: dict) -> float:

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from tiny_model import as_served, sample_trajectory
+from tiny_model import outcome_episodes
 
 from prism_agents.config.model import LoraConfig
 from prism_agents.config.rl import PPOConfig, RewardConfig, RLConfig
@@ -47,13 +47,7 @@ def config(**changes):
 def played(policy, prompts, outcomes):
     """Episodes of the sample task, one per outcome (won or not), each with its own goal, whose steps carry the
     tokens of their action as the sampled completion and the policy's own log-probs of them."""
-    episodes = []
-    for number, won in enumerate(outcomes):
-        episode = sample_trajectory(f"policy:{number}")
-        episode.instruction = f"Your task is to: put pen {number} in drawer {number}."
-        episode.won, episode.score = won, float(won)
-        episode.steps[-1].reward = float(won)
-        episodes.append(as_served(episode, prompts))
+    episodes = outcome_episodes(prompts, outcomes)
     for sample in rl_samples(episodes, "step"):
         ids, attention, mask = collate([sample], policy.tokenizer.pad_token_id, policy.device)
         with torch.no_grad():

@@ -17,13 +17,13 @@ from test_generators import (
     GREEDY,
     MESSAGES,
     SAMPLED,
+    adapters,  # noqa: F401 - fixture
     assert_same_completions,
     assert_same_scores,
-    make_adapter,
+    base_path,  # noqa: F401 - fixture
     training_side,
 )
 from run_arguments import arguments
-from tiny_model import build_tiny_model
 from transformers import AutoTokenizer
 
 from prism_agents.cluster.generator_replicas import (
@@ -56,17 +56,6 @@ def local_ray(tiny_model_threads):
     with ray_runtime(ClusterConfig(backend="ray", local_cpus=2, object_store_mib=128)):
         yield
     assert not ray.is_initialized()
-
-
-@pytest.fixture(scope="module")
-def base_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("replicas"))
-
-
-@pytest.fixture(scope="module")
-def adapters(base_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
-    folder = tmp_path_factory.mktemp("adapters")
-    return {version: make_adapter(base_path, folder / f"v{version}", seed=version) for version in (1, 2)}
 
 
 @pytest.fixture(scope="module")

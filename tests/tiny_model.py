@@ -191,3 +191,16 @@ def tiny_model_threads():
 def model_config(tmp_path_factory, tiny_model_threads):
     """Module fixture: a ModelConfig naming a freshly built tiny checkpoint, on the CPU."""
     return ModelConfig(name=str(build_tiny_model(tmp_path_factory.mktemp("tiny"))), device="cpu")
+
+
+def outcome_episodes(prompts, outcomes: list[bool], logprob: float = -0.5) -> list[Trajectory]:
+    """Served episodes of the sample task, one per outcome (won: reward 1 on the last step; lost: 0), each with its
+    own goal; episode ``n`` has the sampled log-prob ``logprob - 0.1 * n`` on every completion token."""
+    episodes = []
+    for number, won in enumerate(outcomes):
+        episode = sample_trajectory(f"policy:{number}")
+        episode.instruction = f"Your task is to: put pen {number} in drawer {number}."
+        episode.won, episode.score = won, float(won)
+        episode.steps[-1].reward = float(won)
+        episodes.append(as_served(episode, prompts, logprob=logprob - 0.1 * number))
+    return episodes

@@ -44,7 +44,7 @@ import ray
 import torch
 from ray.exceptions import ActorUnavailableError, RayActorError
 
-from prism_agents.config.cluster import ClusterConfig
+from prism_agents.config.cluster import ClusterConfig, actor_threads
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.policies.generators import build_generator
 from prism_agents.policies.generators.base import Completion, Generator, PromptScores, TrainingSide, derived_seed
@@ -98,9 +98,10 @@ class AdapterFiles:
 class GeneratorReplica:
     """The body of one replica actor: the configured generator and the number of the weight sync it holds."""
 
-    def __init__(self, config: GeneratorConfig, base_model_path: str, tensor_parallel_size: int) -> None:
-        if config.num_threads:
-            torch.set_num_threads(config.num_threads)
+    def __init__(
+        self, config: GeneratorConfig, base_model_path: str, tensor_parallel_size: int, threads: int, replicas: int
+    ) -> None:
+        torch.set_num_threads(actor_threads(threads, replicas))  # on this replica's node
         self.generator = build_generator(config, base_model_path, tensor_parallel_size)
         self.sync = 0
         """Number of the last weight sync applied; 0 = the base model as the engine started (or restarted)."""
@@ -174,6 +175,7 @@ class ReplicaGenerator(Generator):
         self.cluster = cluster
         self._connection = _connection()
         """The Ray connection the replicas were started on (see :meth:`connected`)."""
+        threads, replicas = config.num_threads or cluster.actor_threads, cluster.generator_replicas
         actor = ray.remote(GeneratorReplica).options(
             num_cpus=cluster.generator_cpus,
             num_gpus=cluster.generator_gpus,
@@ -181,8 +183,8 @@ class ReplicaGenerator(Generator):
             max_task_retries=0,
         )
         self.replicas = [
-            actor.remote(config, str(self.base_model_path), cluster.tensor_parallel_size)
-            for _ in range(cluster.generator_replicas)
+            actor.remote(config, str(self.base_model_path), cluster.tensor_parallel_size, threads, replicas)
+            for _ in range(replicas)
         ]
         """The replica actors, in share order."""
         self._sync = 0

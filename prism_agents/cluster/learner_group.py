@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from prism_agents.config import RunConfig
-from prism_agents.config.cluster import ClusterConfig
+from prism_agents.config.cluster import ClusterConfig, actor_threads
 from prism_agents.config.model import LoraConfig, ModelConfig
 from prism_agents.io import write_bytes_atomic
 from prism_agents.learners.base import Learner, StepCallback
@@ -80,7 +80,7 @@ class LearnerWorker:
     """One rank of the group (a Ray actor): the base model with a LoRA adapter, and the learners built on it."""
 
     def __init__(self, rank: int, world: int, model: ModelConfig, lora: LoraConfig, threads: int) -> None:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(actor_threads(threads, world))  # on this worker's node
         self.policy = Policy.load(model, lora)
         self.parallel = DataParallel(rank, world, self.policy.device.type)
         self.learners: dict[str, Learner] = {}
@@ -197,7 +197,7 @@ class LearnerGroup:
                 self.workers.append(
                     worker_class.options(num_cpus=cluster.learner_cpus, num_gpus=gpus, scheduling_strategy=strategy,
                                          max_restarts=0)
-                    .remote(rank, world, settings, lora, max(1, int(cluster.learner_cpus)))
+                    .remote(rank, world, settings, lora, cluster.actor_threads)
                 )
             self._stack.callback(self._stop)
             address = self._call_rank0("rendezvous")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -60,6 +61,11 @@ class ClusterConfig:
     """One engine replica and one learner worker share one GPU (each with its fraction ``generator_gpus`` /
     ``learner_gpus``); false gives each its own GPUs. Ray packs fractional GPU requests onto the same GPU, so
     colocation is refused for more than one replica or worker (NCCL needs each learner worker on its own GPU)."""
+    actor_threads: int = 0
+    """Threads torch (and through OpenMP vLLM's CPU kernels) uses in each engine replica and each learner worker.
+    Ray caps an actor's threads at its CPU reservation (1 for a fractional one); rollouts and updates take turns,
+    so 0 (default) gives each the node's CPUs divided by the count of its kind (``generator_replicas`` or
+    ``learner_workers``). ``generator.num_threads``, when set, wins for the engines."""
     max_actor_restarts: int = 3
     """Times Ray restarts a crashed actor. An environment actor that dies costs its episodes (counted as failed),
     never the run: past this count the pool starts a fresh actor. An engine replica is restarted and synced to the
@@ -115,6 +121,7 @@ class ClusterConfig:
             )
         if self.uses_ray and self.address is None:
             self._require_fits_private_ray()
+        require(self.actor_threads >= 0, "actor_threads", f"must be 0 (share the node's CPUs) or more (got {self.actor_threads})")
         require(self.max_actor_restarts >= 0, "max_actor_restarts", f"must be 0 or more (got {self.max_actor_restarts})")
 
     def _require_fits_private_ray(self) -> None:
@@ -138,3 +145,8 @@ class ClusterConfig:
             f"is {self.local_gpus}, fewer than the actors reserve together (generator_replicas x generator_gpus + "
             f"learner_workers x learner_gpus = {gpus:g}); raise it or lower those",
         )
+
+
+def actor_threads(setting: int, actors: int) -> int:
+    """Threads for one of ``actors`` actors of a kind: ``setting``, or for 0 this node's CPUs shared among them."""
+    return setting or max(1, (os.cpu_count() or 1) // actors)
