@@ -97,7 +97,7 @@ def fixed_batch(vocab: int, rows: int, length: int, action_tokens: int) -> list[
 
 def measure(workers: int, cpus: int, model: ModelConfig, lora: LoraConfig, examples, repeats: int) -> dict:
     """Median step wall time and all-reduce time of ``workers`` workers of ``cpus`` CPUs (torch threads) each."""
-    cluster = ClusterConfig(backend="ray", learner_workers=workers, learner_cpus=cpus)
+    cluster = ClusterConfig(backend="ray", learner_workers=workers, learner_cpus=cpus, actor_threads=cpus)
     batch_tokens = len(examples) * len(examples[0].input_ids)
     config = SFTConfig(epochs=1, batch_tokens=batch_tokens, learning_rate=1e-5, warmup_ratio=0.0, progress=False)
     started = time.perf_counter()

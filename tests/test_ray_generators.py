@@ -183,3 +183,6 @@ def test_two_vllm_replicas_serve_what_one_local_engine_serves(
             assert checked.version == version and checked.max_logprob_diff < config.check_tolerance
             assert_same_completions(replicas.generate(prompts, GREEDY), local.generate(prompts, GREEDY))
             assert_same_scores(replicas.score(prompts), local.score(prompts))
+            replicas.reseed(version)
+            local.reseed(version)  # sampled on one stream: each prompt's seed is its place in the whole batch
+            assert_same_completions(replicas.generate(prompts, SAMPLED), local.generate(prompts, SAMPLED))

@@ -16,9 +16,10 @@ the running engine; lora: a new LoRA request; hf: a new peft adapter). With ``re
 the training side's log-probs on the probe are computed once here and compared with each replica's scores,
 and :class:`~prism_agents.policies.generators.check.AdapterMismatchError` names the replica that differs.
 
-Sampling: the n-th ``generate`` call after ``reseed(seed)`` gives replica i the seed derived from ``seed``,
-n and i, so sampled completions depend on the number of replicas (and on which share a prompt falls in);
-greedy completions and scores do not.
+Sampling: vLLM replicas sample each prompt on the seed of its place in the whole batch, derived from the call's
+seed as one local engine derives it, so sampled completions are those of one engine whatever the number of
+replicas. An engine without per-prompt seeds (``hf``) samples its share on a stream derived from the call's seed
+and its index, so its sampled completions depend on the number of replicas; greedy ones and scores never do.
 
 Faults: a replica actor that dies is restarted by Ray (up to ``cluster.max_actor_restarts`` times). Every
 call carries the number of the weight sync the replica must hold; a restarted replica is back at the base
@@ -49,6 +50,7 @@ from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.policies.generators import build_generator
 from prism_agents.policies.generators.base import Completion, Generator, PromptScores, TrainingSide, derived_seed
 from prism_agents.policies.generators.check import CheckResult, ProbeReference, served_by
+from prism_agents.policies.generators.vllm import VLLMGenerator
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +129,14 @@ class GeneratorReplica:
         self.sync = sync
 
     def generate(
-        self, prompts: list[list[int]], sampling: SamplingConfig, seed: int, sync: int
+        self, prompts: list[list[int]], sampling: SamplingConfig, seeds: list[int], replica_seed: int, sync: int
     ) -> list[Completion]:
-        """Completions of ``prompts`` sampled on the stream of ``seed``, under weight sync ``sync``."""
+        """Completions of ``prompts`` under weight sync ``sync``: each sampled on its seed of ``seeds`` by an engine
+        that takes per-prompt seeds (vLLM), else all on the stream of ``replica_seed``."""
         self._require(sync)
-        self.generator.reseed(seed)
+        if isinstance(self.generator, VLLMGenerator):
+            return self.generator.generate_seeded(prompts, sampling, seeds)
+        self.generator.reseed(replica_seed)
         return self.generator.generate(prompts, sampling)
 
     def score(self, prompts: list[list[int]], sync: int) -> list[PromptScores]:
@@ -209,20 +214,21 @@ class ReplicaGenerator(Generator):
     def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig | None = None) -> list[Completion]:
         sampling = self._sampling(sampling)
         call_seed = self._call_seed()
-        calls = {
-            index: (share, sampling, derived_seed(call_seed, "replica", index), self._sync)
-            for index, share in self._shares(prompts).items()
-        }
+        calls = {}
+        for index, (positions, share) in self._shares(prompts).items():
+            seeds = [derived_seed(call_seed, position) for position in positions]
+            calls[index] = (share, sampling, seeds, derived_seed(call_seed, "replica", index), self._sync)
         return self._in_order(self._each("generate", calls))
 
     def score(self, prompts: Sequence[Sequence[int]]) -> list[PromptScores]:
-        calls = {index: (share, self._sync) for index, share in self._shares(prompts).items()}
+        calls = {index: (share, self._sync) for index, (_, share) in self._shares(prompts).items()}
         return self._in_order(self._each("score", calls))
 
-    def _shares(self, prompts: Sequence[Sequence[int]]) -> dict[int, list[list[int]]]:
-        """Each replica's contiguous share of ``prompts``, by replica (replicas left without one are omitted)."""
+    def _shares(self, prompts: Sequence[Sequence[int]]) -> dict[int, tuple[list[int], list[list[int]]]]:
+        """Each replica's contiguous share of ``prompts`` (their places in ``prompts`` and the prompts), by replica
+        (replicas left without one are omitted)."""
         shares = contiguous_shares(len(prompts), len(self.replicas))
-        return {index: [list(prompts[i]) for i in share] for index, share in enumerate(shares) if share}
+        return {index: (list(share), [list(prompts[i]) for i in share]) for index, share in enumerate(shares) if share}
 
     def check(self, reference: TrainingSide) -> CheckResult:
         """The served-adapter check on every replica: the training side scored once, each replica's probe

@@ -156,10 +156,17 @@ class VLLMGenerator(Generator):
         self.llm.reset_prefix_cache()
 
     def generate(self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig | None = None) -> list[Completion]:
+        call_seed = self._call_seed()
+        return self.generate_seeded(prompts, sampling, [derived_seed(call_seed, position) for position in range(len(prompts))])
+
+    def generate_seeded(
+        self, prompts: Sequence[Sequence[int]], sampling: SamplingConfig | None, seeds: Sequence[int]
+    ) -> list[Completion]:
+        """:meth:`generate` with each prompt sampled on its own given seed (replicas sharing a batch pass the
+        seeds of the prompts' places in the whole batch, so the completions do not depend on how it was split)."""
         from vllm import SamplingParams
 
         sampling = self._sampling(sampling)
-        call_seed = self._call_seed()
         params = [
             SamplingParams(
                 n=1,
@@ -169,9 +176,9 @@ class VLLMGenerator(Generator):
                 ignore_eos=sampling.ignore_eos,
                 logprobs=0,
                 detokenize=False,
-                seed=derived_seed(call_seed, position),
+                seed=seed,
             )
-            for position in range(len(prompts))
+            for seed in seeds
         ]
         outputs = self._run(prompts, params)
         completions = []
