@@ -23,5 +23,9 @@ benchmarks: setup
 	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/env_steps.py
 	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/probe.py
 	.venv/bin/python benchmarks/webshop_env.py
+	ALFWORLD_DATA="$$(scripts/alfworld_data.sh)" .venv/bin/python benchmarks/scaling.py
+	.venv/bin/python benchmarks/scaling_learner.py
 	@echo "benchmarks/rl_iteration.py RUN_DIR replays the RL stage of a finished default run per rl.sequences layout (~10 min)"
 	@echo "benchmarks/rl_learning.py runs SFT then GRPO on ALFWorld pick/look/heat and evaluates 65 held-out games (~40 min)"
+	@echo "benchmarks/scaling.py --skip-env-steps --run-overhead --full-run times the default run on the local and the Ray backend (~15 min)"
+	@echo "scripts/lucene_reference.sh, then benchmarks/webshop_lucene.py, compares WebShop's search with real Lucene (needs Java and pyenv's Python 3.10)"
