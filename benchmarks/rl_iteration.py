@@ -13,8 +13,10 @@ epoch. The episode layout plays ``--iterations`` iterations so that the sync of 
 engine already running) is measured; the step layout plays one.
 
 The engine as it was before the in-place sync (an engine restart per adapter version) is no longer in the
-code; its figures come from ``--before`` (``benchmarks/results/rl_iteration_before.json``, measured on this
-machine by that code on the same config).
+code; its figures come from ``--before`` (default ``benchmarks/results/rl_iteration_before.json``: this
+benchmark's output when run at commit 7ead269^, the last with that engine, on the same config; results are not
+committed, the README quotes them), and the vLLM / HF+peft ratio from ``--generation`` (benchmarks/generation.py's
+output).
 
     python benchmarks/rl_iteration.py runs/alfworld-prism-20261201-150000
 """
@@ -78,6 +80,11 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.run_folder / "rl_iterations.jsonl").is_file():
         raise SystemExit(f"{args.run_folder}: no rl_iterations.jsonl (a run whose rl stage ran is needed)")
+    needed = {args.before: "this benchmark run at commit 7ead269^ (the engine restarted per version)",
+              args.generation: "python benchmarks/generation.py"}
+    for path, producer in needed.items():
+        if not path.is_file():
+            raise SystemExit(f"{path}: not found (results are not committed; it is written by {producer})")
 
     with tempfile.TemporaryDirectory(prefix="rl-iteration-") as scratch:
         layouts = {
