@@ -3,8 +3,11 @@
 Plays a fixed set of games (``select_tasks(split, n, seed=0)``) with a fixed,
 deterministic action script: at step ``t`` each game takes admissible action
 number ``(7 * t + 3) mod len(admissible)``. Every game takes ``--steps``
-actions (episodes that end early are skipped for the rest of the batch). Also
-times the planner expert's reset (load + plan) per game in-process.
+actions (episodes that end early are skipped for the rest of the batch). The
+in-process row is measured twice: with this project's textworld engine caches
+(:mod:`prism_agents.environments.alfworld.textworld_caches`) and, in a fresh
+process, on plain textworld. Also times the planner expert's reset (load + plan)
+per game in-process.
 
     python benchmarks/env_steps.py --data-path $ALFWORLD_DATA --workers 2 \
         --output benchmarks/results/env_steps.json
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import statistics
 import time
@@ -21,6 +25,7 @@ from pathlib import Path
 
 from prism_agents.config.environment import EnvironmentConfig
 from prism_agents.environments import ALFWorldEnv, EnvPool, EnvSpec, select_tasks
+from prism_agents.environments.alfworld import textworld_caches
 
 
 def scripted_action(admissible: list[str], step: int) -> str:
@@ -44,6 +49,12 @@ def run_in_process(config: EnvironmentConfig, split: str, indices: list[int], st
     env.close()
     return {"mode": "in-process", "workers": 0, "steps": count, "step_wall_s": step_s, "steps_per_s": count / step_s,
             "reset_s_mean": statistics.mean(reset_s)}
+
+
+def run_in_plain_textworld(config: EnvironmentConfig, split: str, indices: list[int], steps: int) -> dict:
+    """:func:`run_in_process` on textworld without the engine caches (run it in a fresh process)."""
+    textworld_caches.leave_out()
+    return {**run_in_process(config, split, indices, steps), "mode": "plain textworld"}
 
 
 def run_pool(config: EnvironmentConfig, split: str, indices: list[int], steps: int, workers: int) -> dict:
@@ -93,7 +104,9 @@ def main() -> None:
     config = EnvironmentConfig(data_path=args.data_path, max_steps=args.steps)
     tasks = select_tasks(ALFWorldEnv.list_tasks(config, args.split), args.games, seed=0)
     indices = [task.index for task in tasks]
-    rows = [run_in_process(config, args.split, indices, args.steps)]
+    with multiprocessing.get_context("spawn").Pool(1) as fresh:
+        rows = [fresh.apply(run_in_plain_textworld, (config, args.split, indices, args.steps))]
+    rows.append(run_in_process(config, args.split, indices, args.steps))
     for workers in sorted({1, args.workers}):
         rows.append(run_pool(config, args.split, indices, args.steps, workers))
     plans = time_planner_resets(config, args.split, indices[: args.plan_games]) if args.plan_games else []
@@ -105,9 +118,12 @@ def main() -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2))
 
-    print(f"{'mode':<11} {'workers':>7} {'steps':>6} {'wall s':>8} {'steps/s':>8}")
+    print(f"{'mode':<15} {'workers':>7} {'steps':>6} {'wall s':>8} {'steps/s':>8} {'reset s':>8}")
     for row in rows:
-        print(f"{row['mode']:<11} {row['workers']:>7} {row['steps']:>6} {row['step_wall_s']:>8.2f} {row['steps_per_s']:>8.2f}")
+        reset = row.get("reset_s_mean", row.get("reset_wall_s"))
+        print(f"{row['mode']:<15} {row['workers']:>7} {row['steps']:>6} {row['step_wall_s']:>8.2f} "
+              f"{row['steps_per_s']:>8.2f} {reset:>8.2f}")
+    print("reset s: mean per game in-process; wall clock of resetting all games for a pool")
     for plan in plans:
         print(f"planner reset {plan['task_type']:<6} {plan['reset_with_plan_s']:6.2f} s  {plan['task_id']}")
     print(f"written to {output}")

@@ -5,7 +5,8 @@ wrapped with alfworld's ``AlfredDemangler`` (readable object names such as
 ``desk 2``), ``AlfredInfos`` (the game file in the state) and, with
 ``expert=True``, an expert wrapper from :mod:`.experts`. textworld and
 alfworld are imported when the first game starts, so importing this module
-(and reading the class's contract attributes) stays light.
+(and reading the class's contract attributes) stays light; the engine then gets
+:mod:`.textworld_caches` (the same games, played about 10x faster per step).
 
 The reward is ALFWorld's own: 1.0 on the step that wins, 0 otherwise (training
 scales it by ``rl.reward.win``); ``score`` is 1.0 once won, else 0.0. An action
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from prism_agents.config.environment import EnvironmentConfig
-from prism_agents.environments.alfworld import data
+from prism_agents.environments.alfworld import data, textworld_caches
 from prism_agents.environments.base import TextEnv
 from prism_agents.policies.templates import PromptTemplate
 from prism_agents.registry import ENVIRONMENTS
@@ -133,6 +134,7 @@ class ALFWorldEnv(TextEnv):
         if self._game is None:
             import textworld
 
+            textworld_caches.install()
             self._game = textworld.start(str(game_file), self._request_infos(), wrappers=self._wrappers())
         elif game_file != self._loaded_game_file:
             self._game.load(str(game_file))
