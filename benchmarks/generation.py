@@ -9,9 +9,12 @@ engine reuses a cached prompt from an earlier repeat):
   the base model (reference), HF + peft with the adapter: generated tokens/s and
   prompt tokens/s over whole ``generate`` calls of ``--batch-size`` prompts,
   greedy, exactly ``--new-tokens`` new tokens each;
-* the time to load a new adapter version and pass the served-adapter check
-  (for ``vllm_merged`` this includes the in-memory merge and loading the merged
-  projections into the running engine).
+* the in-place swap of ``--versions`` successive adapter versions into the
+  running engine, each checked with the served-adapter check: seconds per
+  version and their median, split into the parts the generator times
+  (``serve``, ``check``; for ``vllm_merged`` also ``merge``, the in-memory merge,
+  and ``reload``, loading the merged projections into the engine; ``serve`` is
+  ``merge`` + ``reload`` + resetting the prefix cache).
 
 The adapter is a rank ``--rank`` LoRA on all projections of the policy
 (:class:`prism_agents.policies.lora.Policy`) with random non-zero B matrices.
@@ -28,6 +31,7 @@ import dataclasses
 import json
 import platform
 import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -75,14 +79,16 @@ def make_prompts(tokenizer, count: int, shortest: int, longest: int, seed: int) 
     return prompts
 
 
-def save_random_adapter(policy: Policy, path: Path, seed: int) -> Path:
-    """Give the policy's adapter random non-zero B matrices and save it as a new version."""
+def use_random_adapter(policy: Policy, folder: Path, seed: int) -> Path:
+    """Give the policy's adapter random non-zero B matrices drawn from ``seed``; the adapter saved at
+    ``folder / f"v{seed}"`` (written on first use)."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, parameter in policy.model.named_parameters():
             if "lora_B" in name:
                 parameter.copy_(0.02 * torch.randn(parameter.shape, generator=generator))
-    return policy.save_adapter(path)
+    path = folder / f"v{seed}"
+    return path if path.exists() else policy.save_adapter(path)
 
 
 def throughput(generator: Generator, prompt_sets: list[list[list[int]]], new_tokens: int) -> dict:
@@ -105,11 +111,19 @@ def throughput(generator: Generator, prompt_sets: list[list[list[int]]], new_tok
     }
 
 
-def adapter_swap_seconds(generator: Generator, policy: Policy, path: Path, version: int) -> float:
-    """Seconds to load the policy's current adapter (saved at ``path``) and pass the check."""
-    start = time.perf_counter()
-    generator.load_adapter(path, version, reference=policy)
-    return round(time.perf_counter() - start, 3)
+def adapter_swaps(generator: Generator, policy: Policy, folder: Path, versions: range) -> dict:
+    """Load each of ``versions`` (a random adapter each, the policy holding it) into the running engine and pass
+    the check: seconds per version with the generator's own split, and the medians."""
+    swaps = []
+    for version in versions:
+        path = use_random_adapter(policy, folder, seed=version)
+        start = time.perf_counter()
+        generator.load_adapter(path, version, reference=policy)
+        seconds = time.perf_counter() - start
+        swaps.append({"version": version, "seconds": seconds, **generator.load_seconds})
+    medians = {f"median_{part}": statistics.median(swap[part] for swap in swaps) for part in swaps[0] if part != "version"}
+    rounded = [{part: round(value, 3) for part, value in swap.items()} for swap in swaps]
+    return {"versions": rounded, **{part: round(value, 3) for part, value in medians.items()}}
 
 
 def main() -> None:
@@ -121,6 +135,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2, help="timed generate calls per engine")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank of the benchmark adapter")
+    parser.add_argument("--versions", type=int, default=5, help="successive adapter versions swapped into each engine")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--vllm-multiprocessing", action="store_true", help="run vLLM's engine core in its own process")
     parser.add_argument("--output", type=Path, default=Path("benchmarks/results/generation.json"))
@@ -145,9 +160,8 @@ def main() -> None:
         "settings": {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()},
     }
     with tempfile.TemporaryDirectory() as folder:
-        first = save_random_adapter(policy, Path(folder) / "v1", seed=1)
-        second_path = Path(folder) / "v2"
-        runs = {}
+        first = use_random_adapter(policy, Path(folder), seed=1)
+        runs, swaps = {}, {}
         engines = (("hf_lora", HFGenerator, "lora"), ("vllm_lora", VLLMGenerator, "lora"), ("vllm_merged", VLLMGenerator, "merged"))
         for name, factory, serving in engines:
             start = time.perf_counter()
@@ -159,10 +173,9 @@ def main() -> None:
                 if name == "vllm_lora":
                     generator.use_base_model()
                     runs["vllm_base"] = throughput(generator, prompt_sets, args.new_tokens)
-                if not second_path.exists():
-                    save_random_adapter(policy, second_path, seed=2)
-                results[f"{name}_adapter_load_and_check_seconds"] = adapter_swap_seconds(generator, policy, second_path, 2)
+                swaps[name] = adapter_swaps(generator, policy, Path(folder), range(2, 2 + args.versions))
         results["runs"] = runs
+        results["adapter_swaps"] = swaps
     hf_rate = runs["hf_lora"]["generated_tokens_per_s"]
     results["ratios_to_hf_lora"] = {name: round(run["generated_tokens_per_s"] / hf_rate, 2) for name, run in runs.items()}
 
@@ -173,10 +186,9 @@ def main() -> None:
         ratio = results["ratios_to_hf_lora"][name]
         print(f"{name:<12}{run['generated_tokens_per_s']:>12.1f}{run['prompt_tokens_per_s']:>14.1f}{ratio:>11.2f}")
     for name, _, _ in engines:
-        print(
-            f"{name}: engine start {results[f'{name}_start_seconds']} s, "
-            f"new adapter load + check {results[f'{name}_adapter_load_and_check_seconds']} s"
-        )
+        each = ", ".join(f"{swap['seconds']:.3f}" for swap in swaps[name]["versions"])
+        parts = ", ".join(f"{key.removeprefix('median_')} {value}" for key, value in swaps[name].items() if key != "versions")
+        print(f"{name}: engine start {results[f'{name}_start_seconds']} s; load + check of each version {each} s; medians: {parts}")
     print(f"written to {args.output}")
 
 

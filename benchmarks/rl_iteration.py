@@ -57,8 +57,8 @@ def replay(run: Path, layout: str, iterations: int, scratch: Path) -> dict:
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
     stage = json.loads((copy / "compute.json").read_text())["rl"]
     iterations = read_jsonl(copy / "rl_iterations.jsonl")
-    keys = ("iteration", "episodes", "mean_steps", "success_rate", "sync_s", "rollout_s", "update_s", "served_tokens",
-            "tokens_trained", "padding_share")
+    keys = ("iteration", "episodes", "mean_steps", "success_rate", "sync_s", "sync_merge_s", "sync_reload_s",
+            "sync_check_s", "rollout_s", "update_s", "served_tokens", "tokens_trained", "padding_share")
     return {
         "rl.sequences": layout,
         "iterations": [{key: line.get(key) for key in keys} for line in iterations],

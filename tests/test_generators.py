@@ -31,7 +31,7 @@ from prism_agents.policies.generators import (
     build_generator,
 )
 from prism_agents.policies.generators.check import check_probe_ids, next_token_logprobs, probe_prompt_ids
-from prism_agents.policies.generators.merged import MergedWeights
+from prism_agents.policies.generators.merged import MergedWeights, adapter_factors
 from prism_agents.registry import RegistryError
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -243,6 +243,30 @@ def test_in_memory_merge_equals_peft_merge(base_path: Path, tmp_path: Path) -> N
     assert all(torch.equal(tensor, base[name]) for name, tensor in restored.items())
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fused_merge_into_reused_buffers_is_each_versions_own_merge(
+    base_path: Path, adapters: dict[int, Path], dtype: str
+) -> None:
+    """The one-addmm merge equals (W + scale * (B @ A)) in float32, cast to the served dtype, for every version in
+    turn, although each version is written into the buffers of the one before; the base weights stay untouched."""
+    served = getattr(torch, dtype)
+    base = {name: tensor.to(served) for name, tensor in AutoModelForCausalLM.from_pretrained(base_path).state_dict().items()}
+    weights = MergedWeights(base_path, dtype)
+    buffers = None
+    for version in (1, 2, 1):
+        merged = weights.update(adapters[version])
+        factors = adapter_factors(adapters[version])
+        assert merged.keys() == factors.keys()
+        for name, (scale, lora_b, lora_a) in factors.items():
+            expected = (base[name].float() + scale * (lora_b @ lora_a)).to(served)
+            assert merged[name].dtype == served
+            torch.testing.assert_close(merged[name], expected)
+        addresses = {name: tensor.data_ptr() for name, tensor in merged.items()}
+        assert buffers in (None, addresses)
+        buffers = addresses
+    assert all(torch.equal(tensor, base[name]) for name, tensor in weights.update(None).items())
+
+
 @pytest.mark.vllm
 def test_vllm_and_hf_agree_on_the_base_model(
     vllm: VLLMGenerator, hf: HFGenerator, base_path: Path, prompts: list[list[int]]
@@ -285,6 +309,20 @@ def test_vllm_new_adapter_version_changes_output_and_passes_check(
 def test_vllm_check_raises_on_stale_adapter(vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path]) -> None:
     with pytest.raises(AdapterMismatchError, match="VLLMGenerator serving adapter version 2.* after the first 1 of the"):
         vllm.load_adapter(adapters[1], version=2, reference=training_side(base_path, adapters[2]))
+
+
+@pytest.mark.vllm
+def test_vllm_check_catches_one_projection_left_on_the_older_version(
+    vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path]
+) -> None:
+    if not vllm.merged:
+        pytest.skip("only merged serving loads projections one by one")
+    stale = "model.layers.0.mlp.down_proj.weight"
+    older = MergedWeights(base_path, vllm.config.dtype).update(adapters[1])[stale]
+    vllm._load_weights({**vllm._weights.update(adapters[2]), stale: older})
+    vllm.adapter_version = 2
+    with pytest.raises(AdapterMismatchError, match="VLLMGenerator serving adapter version 2"):
+        vllm.check(training_side(base_path, adapters[2]))
 
 
 @pytest.mark.vllm

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from prism_agents.config.base import require, require_device, require_one_of
 from prism_agents.config.model import DTYPES
 
-DEFAULT_CHECK_PROMPT = "You arrive at fridge 1. The fridge 1 is closed. Your task is to: put a clean apple in fridge."
+DEFAULT_CHECK_PROMPT = "You arrive at fridge 1. The fridge 1 is closed."
 
 
 @dataclass
@@ -86,7 +86,11 @@ class GeneratorConfig:
     check_prompt: str = DEFAULT_CHECK_PROMPT
     """Probe text of the served-adapter check, tokenized as plain text and scored teacher-forced by the
     generator (one prefill) and the training-side model (one forward); each of its tokens is one compared
-    position (the default has 26 with SmolLM2's tokenizer), and each costs check time on both sides."""
+    position (the default has 14 with SmolLM2's tokenizer), and each costs check time on both sides. Every
+    adapted projection acts at every position (a key projection from the second on), so a longer probe adds
+    positions, not layers: on the embedded model here one stale projection of the 210 failed the 14-token check
+    (at position 1, 3 or 10 for the three tried), and the former 26-token default made the check 0.06-0.09 s
+    slower (0.24-0.27 s against 0.18-0.19 s)."""
     check_tolerance: float = 2e-3
     """Largest allowed difference between the served and the training-side log-prob of each scored probe
     token (and largest log-prob gap a greedy tie may have). float32 engines agree to about 1e-4; raise it

@@ -5,7 +5,8 @@ seeded order, cycled), plays each ``rl.group_size`` times with the newest
 adapter (served and checked by the generator), lets the learner update the
 adapter on those episodes, and saves it as the next adapter version. Each
 iteration's line also times its parts: ``sync_s`` (serving the committed adapter
-and checking it), ``rollout_s`` (playing; ``compute.json`` splits rollouts into
+and checking it; ``sync_serve_s`` and ``sync_check_s`` split it, and merged vLLM
+serving splits the serve into ``sync_merge_s`` and ``sync_reload_s``), ``rollout_s`` (playing; ``compute.json`` splits rollouts into
 generation and environment time) and ``update_s`` (learning and saving).
 
 Each iteration is committed on its own: its adapter version is saved (with the
@@ -89,6 +90,7 @@ def reinforcement_learning(context: RunContext, spent: StageCompute) -> StageOut
             started = clock = time.perf_counter()
             source, _ = context.serve(trained=True)
             timings = {"sync_s": time.perf_counter() - clock}
+            timings |= {f"sync_{part}_s": seconds for part, seconds in context.generator().load_seconds.items()}
             clock = time.perf_counter()
             episodes = context.play(
                 spec, [task for task in chosen for _ in range(settings.group_size)], settings.sampling, source, part,

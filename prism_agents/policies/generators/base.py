@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -88,6 +89,9 @@ class Generator(ABC):
         self.tokenizer = AutoTokenizer.from_pretrained(self.base_model_path)
         self.adapter_version: int | None = None
         """Version of the adapter now served; None while the base model is served."""
+        self.load_seconds: dict[str, float] = {}
+        """Wall-clock seconds of the last :meth:`load_adapter`: ``serve`` (the switch), ``check`` (when it
+        checked), and the parts of the switch an engine times itself (merged vLLM: ``merge``, ``reload``)."""
         self.reseed(config.seed)
 
     @abstractmethod
@@ -118,14 +122,21 @@ class Generator(ABC):
         is raised when it differs, so a stale adapter is never served silently.
         """
         path = adapter_folder(path)
+        self.load_seconds = {}
+        start = time.perf_counter()
         self._serve_adapter(path, version)
         self.adapter_version = version
+        self.load_seconds["serve"] = time.perf_counter() - start
         if reference is None:
             return None
-        return self.check(reference)
+        start = time.perf_counter()
+        result = self.check(reference)
+        self.load_seconds["check"] = time.perf_counter() - start
+        return result
 
     def use_base_model(self) -> None:
         """Serve the base model without adapter from the next call on."""
+        self.load_seconds = {}
         self._serve_base()
         self.adapter_version = None
 

@@ -2,9 +2,12 @@
 
 ``W' = W + scale * B @ A`` for every adapted projection, with peft's scale
 (``lora_alpha / r``, or ``lora_alpha / sqrt(r)`` with ``use_rslora``; per-module
-``rank_pattern`` / ``alpha_pattern`` honoured). The adapter's tensors come from
-its ``adapter_model.safetensors`` (a few MB); the base weights are read from the
-base checkpoint once and kept.
+``rank_pattern`` / ``alpha_pattern`` honoured), computed in float32 as one fused
+``addmm`` per projection. The adapter's tensors come from its
+``adapter_model.safetensors`` (a few MB); the base weights are read from the base
+checkpoint once and kept, and each merged projection is written into an output
+buffer of its own that every later version reuses (the embedded model's 106 M
+merged floats are neither allocated nor page-faulted again per version).
 
 :meth:`MergedWeights.update` returns what the engine must load to serve an
 adapter (or the base model): every tensor of each module that holds a projection
@@ -47,20 +50,36 @@ class MergedWeights:
             )
         self._base: dict[str, torch.Tensor] = {}
         """Base tensors read so far, by checkpoint name, in the served dtype."""
+        self._merged: dict[str, torch.Tensor] = {}
+        """Output buffer of each projection merged so far, by checkpoint name, in the served dtype."""
         self.changed: set[str] = set()
         """Names of the tensors that differ from the base model in what the engine serves now."""
 
     def update(self, adapter_path: Path | None) -> dict[str, torch.Tensor]:
-        """Tensors to load so the engine serves ``adapter_path`` merged (None: the base model)."""
-        deltas = adapter_deltas(adapter_path) if adapter_path is not None else {}
-        names = {name for weight in self.changed | set(deltas) for name in self._siblings(weight)}
+        """Tensors to load so the engine serves ``adapter_path`` merged (None: the base model).
+
+        Merged projections are returned in their reused output buffers: they hold this version until the
+        next ``update``, so load (or serialize) them before calling it again.
+        """
+        factors = adapter_factors(adapter_path) if adapter_path is not None else {}
+        names = {name for weight in self.changed | set(factors) for name in self._siblings(weight)}
         weights = {}
         for name in sorted(names):
             base = self._base_tensor(name)
-            delta = deltas.get(name)
-            weights[name] = base if delta is None else (base.float() + delta).to(self.dtype)
-        self.changed = set(deltas)
+            weights[name] = base if name not in factors else self._merge(name, base, *factors[name])
+        self.changed = set(factors)
         return weights
+
+    def _merge(
+        self, name: str, base: torch.Tensor, scale: float, lora_b: torch.Tensor, lora_a: torch.Tensor
+    ) -> torch.Tensor:
+        """``base + scale * lora_b @ lora_a`` (float32 arithmetic) written into ``name``'s output buffer."""
+        if name not in self._merged:
+            self._merged[name] = torch.empty_like(base)
+        out = self._merged[name]
+        if out.dtype == torch.float32:
+            return torch.addmm(base, lora_b, lora_a, alpha=scale, out=out)
+        return out.copy_(torch.addmm(base.float(), lora_b, lora_a, alpha=scale))
 
     def _siblings(self, weight: str) -> list[str]:
         """Every checkpoint tensor in the module above the projection ``weight`` belongs to."""
@@ -79,8 +98,9 @@ class MergedWeights:
         return self._base[name]
 
 
-def adapter_deltas(adapter_path: Path) -> dict[str, torch.Tensor]:
-    """``scale * B @ A`` (float32) for each adapted projection, by the base checkpoint's weight name."""
+def adapter_factors(adapter_path: Path) -> dict[str, tuple[float, torch.Tensor, torch.Tensor]]:
+    """``(scale, B, A)`` (float32 factors) of each adapted projection, by the base checkpoint's weight name:
+    the projection's delta is ``scale * B @ A``."""
     config = json.loads((adapter_path / "adapter_config.json").read_text())
     for switch in UNSUPPORTED:
         if config.get(switch):
@@ -89,14 +109,14 @@ def adapter_deltas(adapter_path: Path) -> dict[str, torch.Tensor]:
                 "serving cannot merge; set generator.adapter_serving=lora"
             )
     tensors = load_file(str(adapter_path / "adapter_model.safetensors"))
-    deltas = {}
+    factors = {}
     for key, lora_a in tensors.items():
         if not key.endswith(".lora_A.weight"):
             continue
         module = key[: -len(".lora_A.weight")].removeprefix(PEFT_PREFIX)
         lora_b = tensors[f"{key[: -len('lora_A.weight')]}lora_B.weight"]
-        deltas[f"{module}.weight"] = _scale(config, module) * (lora_b.float() @ lora_a.float())
-    return deltas
+        factors[f"{module}.weight"] = (_scale(config, module), lora_b.float(), lora_a.float())
+    return factors
 
 
 def _scale(config: dict, module: str) -> float:

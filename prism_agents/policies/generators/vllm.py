@@ -41,6 +41,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,7 +123,11 @@ class VLLMGenerator(Generator):
 
     def _serve_adapter(self, path: Path, version: int) -> None:
         if self._weights is not None:
-            self._load_weights(self._weights.update(path))
+            start = time.perf_counter()
+            weights = self._weights.update(path)
+            merged = time.perf_counter()
+            self._load_weights(weights)
+            self.load_seconds.update(merge=merged - start, reload=time.perf_counter() - merged)
             return
         from vllm.lora.request import LoRARequest
 
