@@ -15,6 +15,7 @@ from prism_agents.config import RunConfig, flat_config
 from prism_agents.config.cluster import ClusterConfig
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.environments import EnvSpec, open_env_pool, select_tasks
+from prism_agents.environments.pool import SlotPool
 from prism_agents.io import read_jsonl
 from prism_agents.pipeline.compute import ComputeLedger, StageCompute
 from prism_agents.pipeline.metric_sinks import build_sinks
@@ -104,6 +105,8 @@ class RunContext:
     The policy and the generator are built on first use (a stage that needs
     neither, such as ``collect``, never loads a model). The generator is closed
     at the end unless it comes from ``shared`` generators that outlive the run.
+    The environment pool of the last rollout stays open for the next rollout on
+    the same recipe (the RL iterations), so its workers start once.
     """
 
     def __init__(self, folder: RunFolder, shared: SharedGenerators | None = None) -> None:
@@ -115,6 +118,9 @@ class RunContext:
         self._owns_generators = shared is None
         self._policy: Policy | None = None
         self._generator: Generator | None = None
+        self._pool: SlotPool | None = None
+        self._pool_recipe: tuple[EnvSpec, int] | None = None
+        """What the open pool was opened for: the environment recipe and the number of slots."""
 
     def policy(self) -> Policy:
         """The training-side policy: the base model with the run's committed adapter (a fresh one before SFT)."""
@@ -206,11 +212,29 @@ class RunContext:
         """Episodes of the served policy on ``tasks`` (``eval.batch_size`` in lockstep, on the pool of
         ``cluster.backend``), counted in ``spent``; sampled on the random stream named ``stream`` (by default
         ``description``)."""
-        with open_env_pool(spec, min(self.config.eval.batch_size, len(tasks)), self.config.cluster) as pool:
+        pool = self._env_pool(spec, min(self.config.eval.batch_size, len(tasks)))
+        try:
             return play_episodes(
                 pool, self.generator(stream=stream or description), self.prompts(), tasks, sampling, source, spent,
                 max_prompt_tokens=self.max_prompt_tokens(sampling), description=description,
             )
+        except BaseException:
+            self._close_env_pool()  # its workers may still be busy with the interrupted batch
+            raise
+
+    def _env_pool(self, spec: EnvSpec, num_slots: int) -> SlotPool:
+        """The open pool if it was opened for ``spec`` and ``num_slots``, else a new one (the old one closed)."""
+        if self._pool_recipe != (spec, num_slots):
+            self._close_env_pool()
+            self._pool = open_env_pool(spec, num_slots, self.config.cluster)
+            self._pool_recipe = (spec, num_slots)
+        assert self._pool is not None
+        return self._pool
+
+    def _close_env_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        self._pool, self._pool_recipe = None, None
 
     def __enter__(self) -> RunContext:
         return self
@@ -218,6 +242,7 @@ class RunContext:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
+        self._close_env_pool()
         self.metrics.close()
         if self._owns_generators:
             self._generators.close()
