@@ -35,8 +35,10 @@ CHECKED_VERSION = "1.7.0"
 """The textworld release whose internals these caches were written and tested against."""
 TRANSLATIONS_KEPT = 8
 """PDDL-to-SAS translations kept per process (an environment worker cycles through a few games)."""
-PARSES_KEPT = 16384
-"""Parse trees kept per parser (ALFWorld's grammar and queries need a few hundred)."""
+PARSES_KEPT = 4096
+"""Parse trees of grammar templates and logic queries kept per parser (small; 30 ALFWorld games needed 103)."""
+GAME_GRAMMARS_KEPT = 8
+"""Parse trees of whole game grammars kept (one per game, about 0.3 MB each)."""
 
 _logger = logging.getLogger(__name__)
 _installed: bool | None = None
@@ -46,9 +48,9 @@ _installed: bool | None = None
 class _MemoizingParser:
     """A tatsu parser whose results for (text, rule_name) are kept; calls with other options go to the parser."""
 
-    def __init__(self, parser: Any) -> None:
+    def __init__(self, parser: Any, kept: int) -> None:
         self._parser = parser
-        self._parse = functools.lru_cache(maxsize=PARSES_KEPT)(self._parse_uncached)
+        self._parse = functools.lru_cache(maxsize=kept)(self._parse_uncached)
 
     def _parse_uncached(self, text: str, rule_name: str) -> Any:
         return self._parser.parse(text, rule_name=rule_name)
@@ -112,8 +114,8 @@ def install() -> bool:
         )
         _installed = False
         return False
-    for module in (logic, textgen, pddl_logic):
-        module._PARSER = _MemoizingParser(module._PARSER)
+    for module, kept in ((logic, PARSES_KEPT), (textgen, PARSES_KEPT), (pddl_logic, GAME_GRAMMARS_KEPT)):
+        module._PARSER = _MemoizingParser(module._PARSER, kept)
     textgen.copy_context = _context_copy
     fast_downward.pddl2sas = _memoized_translation(fast_downward.pddl2sas)
     _installed = True
