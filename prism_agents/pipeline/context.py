@@ -119,8 +119,7 @@ class RunContext:
         self._policy: Policy | None = None
         self._generator: Generator | None = None
         self._pool: SlotPool | None = None
-        self._pool_recipe: tuple[EnvSpec, int] | None = None
-        """What the open pool was opened for: the environment recipe and the number of slots."""
+        """The environment pool of the last rollout, open until a rollout needs another recipe or slot count."""
 
     def policy(self) -> Policy:
         """The training-side policy: the base model with the run's committed adapter (a fresh one before SFT)."""
@@ -224,17 +223,15 @@ class RunContext:
 
     def _env_pool(self, spec: EnvSpec, num_slots: int) -> SlotPool:
         """The open pool if it was opened for ``spec`` and ``num_slots``, else a new one (the old one closed)."""
-        if self._pool_recipe != (spec, num_slots):
+        if self._pool is None or (self._pool.spec, self._pool.num_slots) != (spec, num_slots):
             self._close_env_pool()
             self._pool = open_env_pool(spec, num_slots, self.config.cluster)
-            self._pool_recipe = (spec, num_slots)
-        assert self._pool is not None
         return self._pool
 
     def _close_env_pool(self) -> None:
         if self._pool is not None:
             self._pool.close()
-        self._pool, self._pool_recipe = None, None
+        self._pool = None
 
     def __enter__(self) -> RunContext:
         return self

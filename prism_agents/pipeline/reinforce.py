@@ -6,8 +6,9 @@ adapter (served and checked by the generator), lets the learner update the
 adapter on those episodes, and saves it as the next adapter version. Each
 iteration's line also times its parts: ``sync_s`` (serving the committed adapter
 and checking it; ``sync_serve_s`` and ``sync_check_s`` split it, and merged vLLM
-serving splits the serve into ``sync_merge_s`` and ``sync_reload_s``), ``rollout_s`` (playing; ``compute.json`` splits rollouts into
-generation and environment time) and ``update_s`` (learning and saving).
+serving splits the serve into ``sync_merge_s`` and ``sync_reload_s``),
+``rollout_s`` (playing; ``compute.json`` splits rollouts into generation and
+environment time) and ``update_s`` (learning and saving).
 
 Each iteration is committed on its own: its adapter version is saved (with the
 learner's own state, optimizer and PPO's value head, as ``rl_state.pt`` inside

@@ -6,7 +6,7 @@ wrapped with alfworld's ``AlfredDemangler`` (readable object names such as
 ``expert=True``, an expert wrapper from :mod:`.experts`. textworld and
 alfworld are imported when the first game starts, so importing this module
 (and reading the class's contract attributes) stays light; the engine then gets
-:mod:`.textworld_caches` (the same games, played about 10x faster per step).
+:mod:`.textworld_caches` (the same answers, about 12x faster per step).
 
 The reward is ALFWorld's own: 1.0 on the step that wins, 0 otherwise (training
 scales it by ``rl.reward.win``); ``score`` is 1.0 once won, else 0.0. An action
