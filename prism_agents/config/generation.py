@@ -51,7 +51,7 @@ class GeneratorConfig:
     ``model.dtype`` so the served adapter matches the trained one within ``check_tolerance``."""
     num_threads: int = 0
     """Threads torch (and through OpenMP vLLM's CPU kernels) uses in this process, for the generator and the
-    learner; set when the generator starts, since in-process vLLM on CPU fixes the count from then on. 0 keeps
+    learner; set when the generator starts, before in-process vLLM on CPU binds its threads to cores. 0 keeps
     the process's count (torch's default: the machine's physical cores; a program or test that set its own keeps
     it). Environment workers use ``environment.worker_threads`` each."""
     hf_batch_size: int = 16

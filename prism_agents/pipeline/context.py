@@ -62,7 +62,7 @@ class SharedGenerators:
             replicas = f" ({cluster.generator_replicas} Ray replicas)" if cluster.uses_ray else ""
             log.info("starting the %s generator%s", config.name, replicas)
             if config.num_threads:
-                torch.set_num_threads(config.num_threads)  # before vLLM on CPU fixes it
+                torch.set_num_threads(config.num_threads)  # before vLLM on CPU binds its threads
             self._generator = self._start(config, base_model_path, cluster)
             self._key = key
         assert self._generator is not None

@@ -11,7 +11,8 @@ An adapter version is served in one of two ways (``generator.adapter_serving``):
   (:mod:`~prism_agents.policies.generators.merged`) and the changed projections
   are loaded into the running engine's model in place (``LLM.collective_rpc``
   into the worker extension of :mod:`~prism_agents.policies.generators.vllm_worker`,
-  which runs vLLM's ``reload_weights``), then the prefix cache is reset so no KV
+  which repacks the CPU engine's linear layers, or runs vLLM's ``reload_weights``
+  where it cannot), then the prefix cache is reset so no KV
   computed with the old weights is reused. Base-model speed; the engine is
   started once and never restarted, and no checkpoint is written.
 
@@ -111,15 +112,21 @@ class VLLMGenerator(Generator):
             from vllm.config import LoggingConfig
 
             options["logging_config"] = LoggingConfig(configure_logging=True, pylogging_config_file=str(logging_file))
-        return LLM(
-            model=str(model_path),
-            dtype=self.config.dtype,
-            seed=self.config.seed,
-            max_model_len=self.config.max_model_len,
-            enable_prefix_caching=self.config.enable_prefix_caching,
-            enforce_eager=self.config.enforce_eager,
-            **options,
-        )
+        set_num_threads = torch.set_num_threads
+        try:
+            return LLM(
+                model=str(model_path),
+                dtype=self.config.dtype,
+                seed=self.config.seed,
+                max_model_len=self.config.max_model_len,
+                enable_prefix_caching=self.config.enable_prefix_caching,
+                enforce_eager=self.config.enforce_eager,
+                **options,
+            )
+        finally:
+            # vLLM's in-process CPU worker replaces torch.set_num_threads with a no-op that only warns, which
+            # would silently ignore every later thread setting of this process (learners, tests, other engines).
+            torch.set_num_threads = set_num_threads
 
     def _serve_adapter(self, path: Path, version: int) -> None:
         if self._weights is not None:
