@@ -32,6 +32,7 @@ from prism_agents.policies.generators import (
 )
 from prism_agents.policies.generators.check import check_probe_ids, next_token_logprobs, probe_prompt_ids
 from prism_agents.policies.generators.merged import MergedWeights, adapter_factors
+from prism_agents.policies.generators.vllm_worker import repack_plan
 from prism_agents.registry import RegistryError
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -470,3 +471,66 @@ def test_vllm_syncs_versions_into_the_running_engine_and_back_to_the_base_model(
     vllm.use_base_model()
     assert_same_completions(vllm.generate(prompts, GREEDY), base_output)
     assert vllm.llm is engine
+
+
+def engine_repack_plan(vllm: VLLMGenerator, weights: dict[str, torch.Tensor]) -> list[tuple[str, list[str]]] | None:
+    """What :func:`repack_plan` decides for ``weights`` on the engine's model: each layer and its parts, or None."""
+    plan = vllm.llm.collective_rpc(lambda worker: repack_plan(worker.model_runner.get_model(), weights))[0]
+    return None if plan is None else [(repack.name, repack.weights) for repack in plan]
+
+
+@pytest.mark.vllm
+def test_vllm_repacked_layers_serve_what_vllms_reload_serves(
+    vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path]
+) -> None:
+    """Merged weights reach the CPU engine by repacking its linear layers (q, k, v into ``qkv_proj``, in that order);
+    vLLM's general reload of the same weights serves the same scores, and both pass the check."""
+    if not vllm.merged:
+        pytest.skip("only merged serving loads weights into the engine")
+    reference = training_side(base_path, adapters[2])
+    probe = check_probe_ids(vllm.tokenizer, vllm.config.check_prompt)
+    weights = MergedWeights(base_path, vllm.config.dtype).update(adapters[2])
+    plan = dict(engine_repack_plan(vllm, weights))
+    assert sorted(part for parts in plan.values() for part in parts) == sorted(weights)
+    assert plan["model.layers.0.self_attn.qkv_proj"] == [
+        f"model.layers.0.self_attn.{part}.weight" for part in ("q_proj", "k_proj", "v_proj")
+    ]
+    vllm.load_adapter(adapters[2], version=2, reference=reference)
+    repacked = vllm.score([probe])
+    vllm.llm.collective_rpc(
+        lambda worker: worker.reload_weights(weights_iterator=iter(weights.items()), is_checkpoint_format=True)
+    )
+    vllm.llm.reset_prefix_cache()
+    assert_same_scores(vllm.score([probe]), repacked)
+    vllm.check(reference)
+
+
+@pytest.mark.vllm
+def test_vllm_weights_covering_part_of_a_fused_layer_are_left_to_vllms_reload(
+    vllm: VLLMGenerator, base_path: Path, adapters: dict[int, Path]
+) -> None:
+    if not vllm.merged:
+        pytest.skip("only merged serving loads weights into the engine")
+    weights = MergedWeights(base_path, vllm.config.dtype).update(adapters[1])
+    layer = "model.layers.0.self_attn"
+    assert engine_repack_plan(vllm, {name: weights[name] for name in weights if name.startswith(layer)}) == [
+        (f"{layer}.qkv_proj", [f"{layer}.{part}.weight" for part in ("q_proj", "k_proj", "v_proj")]),
+        (f"{layer}.o_proj", [f"{layer}.o_proj.weight"]),
+    ]
+    without_k = {name: weights[name] for name in weights if name.startswith(layer) and ".k_proj." not in name}
+    assert engine_repack_plan(vllm, without_k) is None
+    wrong_shape = {f"{layer}.o_proj.weight": weights[f"{layer}.o_proj.weight"][:-1]}
+    assert engine_repack_plan(vllm, wrong_shape) is None
+    assert engine_repack_plan(vllm, {"model.embed_tokens.weight": torch.zeros(1)}) is None
+
+
+@pytest.mark.vllm
+def test_torch_thread_settings_still_apply_after_the_engine_started(vllm: VLLMGenerator) -> None:
+    """vLLM's in-process CPU worker turns torch.set_num_threads into a no-op; the generator puts it back."""
+    threads = torch.get_num_threads()
+    other = 2 if threads == 1 else 1
+    torch.set_num_threads(other)
+    try:
+        assert torch.get_num_threads() == other
+    finally:
+        torch.set_num_threads(threads)

@@ -62,15 +62,18 @@ def next_token_logprobs(model: torch.nn.Module, token_ids: list[int]) -> torch.T
     """Log-softmax over the vocabulary after each prefix of ``token_ids``, in one forward pass
     (float32, shape [len(token_ids), vocab]: row i is the distribution of the token after ``token_ids[: i + 1]``).
 
-    The model runs in eval mode (no dropout) for this pass and gets its mode back afterwards.
+    The model runs in eval mode (no dropout) for this pass and gets its mode back afterwards; a model already in
+    eval mode (as learners leave it) is not switched, since walking its ~2,500 modules twice costs 0.02 s here.
     """
     was_training = model.training
-    model.eval()
+    if was_training:
+        model.eval()
     try:
         device = next(model.parameters()).device
         logits = model(input_ids=torch.tensor([token_ids], device=device)).logits[0]
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return torch.log_softmax(logits.float(), dim=-1).cpu()
 
 

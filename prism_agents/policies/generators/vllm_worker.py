@@ -6,11 +6,28 @@ vLLM mixes this class into its worker class (``worker_extension_cls``), so
 in this process the call is direct and the tensors are passed as they are; to
 worker processes they travel as one safetensors blob, since plain bytes survive
 vLLM's RPC serialization, which turns tensors nested in arguments into lists.
+
+Two ways in:
+
+- **Repacking** (CPU engines, one worker, unquantized layers): every vLLM linear
+  layer the update covers whole gets its new weight at once (the checkpoint's
+  sibling projections concatenated in the order of the model's
+  ``packed_modules_mapping``, e.g. ``qkv_proj`` = q, k, v) and rebuilds its own
+  CPU kernel (``quant_method.process_weights_after_loading``, which packs the
+  weight for oneDNN). :func:`repack_plan` decides this for the whole update.
+- **vLLM's** ``reload_weights`` everywhere else (GPUs, tensor parallelism,
+  quantized layers, an update that covers part of a fused layer): it restores each
+  reloaded layer's parameters, loads the tensors through their weight loaders and
+  reprocesses the layer.
+
+Both end in the same served weights (``tests/test_generators.py``); repacking skips
+the reload's per-layer bookkeeping and weight-loader calls.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch
 from safetensors.torch import load
@@ -22,18 +39,111 @@ RELOAD_LOGGERS = (
 """vLLM loggers that warn about every layer a partial reload leaves as it was (the expected case here)."""
 
 
+@dataclass
+class Repack:
+    """One vLLM linear layer and the checkpoint tensors that make up its new weight (and bias), in its order."""
+
+    name: str
+    """The layer's module name in the vLLM model."""
+    layer: torch.nn.Module
+    weights: list[str]
+    """Checkpoint names of the layer's weight parts, concatenated along the output dimension."""
+    biases: list[str]
+    """Checkpoint names of its bias parts (empty: the bias, if any, is left as it is)."""
+
+    def apply(self, tensors: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+        """Give the layer its new weight and bias, and let it rebuild its kernel.
+
+        The weight is assembled in the layer's buffer in ``buffers`` (made on first use, reused by every
+        later sync: no fresh allocation per version), which only this worker writes.
+        """
+        parts = [tensors[name] for name in self.weights]
+        rows = sum(part.shape[0] for part in parts)
+        weight = buffers.get(self.name)
+        if weight is None or weight.shape != (rows, parts[0].shape[1]) or weight.dtype != parts[0].dtype:
+            weight = buffers[self.name] = torch.empty(rows, parts[0].shape[1], dtype=parts[0].dtype)
+        torch.cat(parts, out=weight)
+        self.layer.weight = torch.nn.Parameter(weight, requires_grad=False)
+        if self.biases:
+            self.layer.bias.data.copy_(torch.cat([tensors[name] for name in self.biases]))
+        self.layer.quant_method.process_weights_after_loading(self.layer)
+
+
 class WeightSync:
     """Worker-side method that loads checkpoint-named weights into the model in place."""
 
     def load_weights_in_place(self, weights: dict[str, torch.Tensor] | bytes) -> int:
-        """Load checkpoint-named ``weights`` (or their safetensors blob) with the worker's ``reload_weights``,
-        which reprocesses each reloaded layer for its kernels; return how many tensors were loaded."""
+        """Load checkpoint-named ``weights`` (or their safetensors blob) into the worker's model, by repacking
+        the layers they cover when :func:`repack_plan` allows it, else with the worker's ``reload_weights``;
+        return how many tensors were loaded."""
         if isinstance(weights, bytes):
             weights = load(weights)
+        plan = repack_plan(self.model_runner.get_model(), weights)  # type: ignore[attr-defined]
+        if plan is not None:
+            if not hasattr(self, "repack_buffers"):
+                self.repack_buffers: dict[str, torch.Tensor] = {}
+            with torch.inference_mode():
+                for repack in plan:
+                    repack.apply(weights, self.repack_buffers)
+            return len(weights)
         for name in RELOAD_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
         self.reload_weights(weights_iterator=weights.items(), is_checkpoint_format=True)  # type: ignore[attr-defined]
         return len(weights)
+
+
+def repack_plan(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> list[Repack] | None:
+    """The layers to repack so the model serves ``weights`` (checkpoint-named), or None when any tensor must go
+    through vLLM's reload: not on a CPU engine, a layer sharded over several workers or quantized, a tensor that
+    is not a linear layer's weight or bias, a fused layer only partly covered, or a part whose shape is not the
+    layer's."""
+    from vllm.model_executor.layers.linear import LinearBase, UnquantizedLinearMethod
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return None
+    fused_of = {part: fused for fused, parts in getattr(model, "packed_modules_mapping", {}).items() for part in parts}
+    modules = dict(model.named_modules())
+    plan: dict[str, Repack] = {}
+    for name in weights:
+        module_name, _, kind = name.rpartition(".")
+        parent, _, leaf = module_name.rpartition(".")
+        fused = fused_of.get(leaf, leaf)
+        layer_name = f"{parent}.{fused}"
+        layer = modules.get(layer_name)
+        if (
+            kind not in ("weight", "bias")
+            or not isinstance(layer, LinearBase)
+            or not isinstance(layer.quant_method, UnquantizedLinearMethod)
+            or getattr(layer, "tp_size", 1) != 1
+        ):
+            return None
+        if layer_name not in plan:
+            parts = [f"{parent}.{part}" for part in getattr(model, "packed_modules_mapping", {}).get(fused, [fused])]
+            plan[layer_name] = Repack(layer_name, layer, [f"{part}.weight" for part in parts], [])
+            if any(f"{part}.bias" in weights for part in parts):
+                plan[layer_name].biases = [f"{part}.bias" for part in parts]
+    for repack in plan.values():
+        if not _fits(repack, weights):
+            return None
+    return list(plan.values())
+
+
+def _fits(repack: Repack, weights: dict[str, torch.Tensor]) -> bool:
+    """Whether ``weights`` hold every part of the layer, each of the size vLLM gave that part."""
+    layer = repack.layer
+    sizes = getattr(layer, "output_partition_sizes", None)
+    names = repack.weights + repack.biases
+    if sizes is None or len(sizes) != len(repack.weights) or any(name not in weights for name in names):
+        return False
+    if repack.biases and getattr(layer, "bias", None) is None:
+        return False
+    shapes = [tuple(weights[name].shape) for name in repack.weights]
+    bias_shapes = [tuple(weights[name].shape) for name in repack.biases]
+    return shapes == [(size, layer.input_size_per_partition) for size in sizes] and bias_shapes in (
+        [],
+        [(size,) for size in sizes],
+    )
 
 
 QUALNAME = f"{WeightSync.__module__}.{WeightSync.__qualname__}"
