@@ -9,6 +9,12 @@ engine reuses a cached prompt from an earlier repeat):
   the base model (reference), HF + peft with the adapter: generated tokens/s and
   prompt tokens/s over whole ``generate`` calls of ``--batch-size`` prompts,
   greedy, exactly ``--new-tokens`` new tokens each;
+* the same engines on conversations, the workload of the default run's rollouts (``prompt.history: full``):
+  ``--batch-size`` episodes of ``--turns`` turns, each turn one ``generate`` call for all episodes, each
+  episode's prompt its whole conversation so far, built by the real
+  :class:`~prism_agents.policies.prompts.PromptBuilder` as a rollout builds it (the previous prompt, the
+  engine's own ``--turn-tokens`` sampled tokens, then the next observation's user turn and the assistant
+  header); engines with a prefix cache reuse the earlier turns, HF + peft prefills each prompt whole;
 * the in-place swap of ``--versions`` successive adapter versions into the
   running engine, each checked with the served-adapter check: seconds per
   version and their median, split into the parts the generator times
@@ -40,9 +46,12 @@ import torch
 
 from prism_agents.config.generation import GeneratorConfig, SamplingConfig
 from prism_agents.config.model import LoraConfig, ModelConfig
+from prism_agents.config.training import PromptConfig
 from prism_agents.policies.generators import Generator, HFGenerator, VLLMGenerator
 from prism_agents.policies.generators.check import probe_prompt_ids
 from prism_agents.policies.lora import Policy
+from prism_agents.policies.prompts import PromptBuilder, served_context
+from prism_agents.types import Step
 
 SENTENCES = [
     "You are in the middle of a room. Looking quickly around you, you see a cabinet 4, a cabinet 3, a cabinet 2, "
@@ -111,6 +120,40 @@ def throughput(generator: Generator, prompt_sets: list[list[list[int]]], new_tok
     }
 
 
+def conversation_throughput(
+    generator: Generator, prompts: PromptBuilder, episodes: int, turns: int, turn_tokens: int, seed: int
+) -> dict:
+    """Generated tokens per second over ``turns`` ``generate`` calls, one per turn of ``episodes`` conversations
+    (observations drawn from ``seed``; each completion exactly ``turn_tokens`` greedy tokens of the engine's own)."""
+    rng = random.Random(seed)
+    sampling = SamplingConfig(max_new_tokens=turn_tokens, temperature=0.0, ignore_eos=True)
+    instruction = TASK.split(".")[0] + "."
+    histories: list[list[Step]] = [[] for _ in range(episodes)]
+    seconds, generated, prompted = 0.0, 0, 0
+    for _ in range(turns):
+        observations = [rng.choice(SENTENCES) for _ in range(episodes)]
+        served = []
+        for history, observation in zip(histories, observations):
+            added, continues = prompts.next_prompt_ids(instruction, history, observation, [])
+            served.append((added, continues, served_context(history) + added if continues else added))
+        start = time.perf_counter()
+        completions = generator.generate([ids for _, _, ids in served], sampling)
+        seconds += time.perf_counter() - start
+        for history, observation, (added, continues, ids), completion in zip(histories, observations, served, completions):
+            history.append(Step(
+                observation, completion.text, 0.0, completion_token_ids=completion.token_ids, prompt_tokens=len(ids),
+                prompt_token_ids=added, continues_context=continues, raw_completion=completion.text,
+            ))
+            generated += len(completion.token_ids)
+            prompted += len(ids)
+    return {
+        "seconds": round(seconds, 3),
+        "generated_tokens": generated,
+        "prompt_tokens_given": prompted,
+        "generated_tokens_per_s": round(generated / seconds, 2),
+    }
+
+
 def adapter_swaps(generator: Generator, policy: Policy, folder: Path, versions: range) -> dict:
     """Load each of ``versions`` (a random adapter each, the policy holding it) into the running engine and pass
     the check: seconds per version with the generator's own split, and the medians."""
@@ -134,6 +177,8 @@ def main() -> None:
     parser.add_argument("--prompt-max", type=int, default=500)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2, help="timed generate calls per engine")
+    parser.add_argument("--turns", type=int, default=10, help="turns of each conversation")
+    parser.add_argument("--turn-tokens", type=int, default=8, help="tokens each conversation turn generates")
     parser.add_argument("--rank", type=int, default=16, help="LoRA rank of the benchmark adapter")
     parser.add_argument("--versions", type=int, default=5, help="successive adapter versions swapped into each engine")
     parser.add_argument("--dtype", default="float32")
@@ -146,9 +191,10 @@ def main() -> None:
         dtype=args.dtype,
         hf_batch_size=args.batch_size,
         max_lora_rank=args.rank,
-        max_model_len=args.prompt_max + args.new_tokens + 64,
+        max_model_len=max(args.prompt_max + args.new_tokens, 300 + args.turns * (120 + args.turn_tokens)) + 64,
         vllm_in_process=not args.vllm_multiprocessing,
     )
+    conversation_prompts = PromptBuilder(policy.tokenizer, PromptConfig(history="full", max_admissible_actions=0), "alfworld")
     prompt_sets = [
         make_prompts(policy.tokenizer, args.batch_size, args.prompt_min, args.prompt_max, seed)
         for seed in range(args.repeats)
@@ -161,7 +207,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as folder:
         first = use_random_adapter(policy, Path(folder), seed=1)
-        runs, swaps = {}, {}
+        runs, conversations, swaps = {}, {}, {}
         engines = (("hf_lora", HFGenerator, "lora"), ("vllm_lora", VLLMGenerator, "lora"), ("vllm_merged", VLLMGenerator, "merged"))
         for name, factory, serving in engines:
             start = time.perf_counter()
@@ -170,26 +216,41 @@ def main() -> None:
             with generator:
                 generator.load_adapter(first, 1)
                 runs[name] = throughput(generator, prompt_sets, args.new_tokens)
+                conversations[name] = conversation_throughput(
+                    generator, conversation_prompts, args.batch_size, args.turns, args.turn_tokens, seed=0
+                )
                 if name == "vllm_lora":
                     generator.use_base_model()
                     runs["vllm_base"] = throughput(generator, prompt_sets, args.new_tokens)
+                    conversations["vllm_base"] = conversation_throughput(
+                        generator, conversation_prompts, args.batch_size, args.turns, args.turn_tokens, seed=0
+                    )
                 swaps[name] = adapter_swaps(generator, policy, Path(folder), range(2, 2 + args.versions))
         results["runs"] = runs
+        results["conversations"] = conversations
         results["adapter_swaps"] = swaps
-    hf_rate = runs["hf_lora"]["generated_tokens_per_s"]
-    results["ratios_to_hf_lora"] = {name: round(run["generated_tokens_per_s"] / hf_rate, 2) for name, run in runs.items()}
+    results["ratios_to_hf_lora"] = ratios_to_hf(runs)
+    results["conversation_ratios_to_hf_lora"] = ratios_to_hf(conversations)
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"{'engine':<12}{'gen tok/s':>12}{'prompt tok/s':>14}{'x HF+LoRA':>11}")
+    print(f"fresh prompts of {args.prompt_min}-{args.prompt_max} tokens, {args.new_tokens} new tokens each; "
+          f"conversations of {args.turns} turns, {args.turn_tokens} new tokens a turn; batch {args.batch_size}")
+    print(f"{'engine':<12}{'gen tok/s':>12}{'prompt tok/s':>14}{'x HF+LoRA':>11}{'conv. gen tok/s':>17}{'x HF+LoRA':>11}")
     for name, run in runs.items():
-        ratio = results["ratios_to_hf_lora"][name]
-        print(f"{name:<12}{run['generated_tokens_per_s']:>12.1f}{run['prompt_tokens_per_s']:>14.1f}{ratio:>11.2f}")
+        ratio, conversation = results["ratios_to_hf_lora"][name], conversations[name]
+        print(f"{name:<12}{run['generated_tokens_per_s']:>12.1f}{run['prompt_tokens_per_s']:>14.1f}{ratio:>11.2f}"
+              f"{conversation['generated_tokens_per_s']:>17.1f}{results['conversation_ratios_to_hf_lora'][name]:>11.2f}")
     for name, _, _ in engines:
         each = ", ".join(f"{swap['seconds']:.3f}" for swap in swaps[name]["versions"])
         parts = ", ".join(f"{key.removeprefix('median_')} {value}" for key, value in swaps[name].items() if key != "versions")
         print(f"{name}: engine start {results[f'{name}_start_seconds']} s; load + check of each version {each} s; medians: {parts}")
     print(f"written to {args.output}")
+
+
+def ratios_to_hf(runs: dict) -> dict:
+    """Each engine's generated tokens/s over HF + peft's (``hf_lora``) in the same workload."""
+    return {name: round(run["generated_tokens_per_s"] / runs["hf_lora"]["generated_tokens_per_s"], 2) for name, run in runs.items()}
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ engine already running) is measured; the step layout plays one.
 The engine as it was before the in-place sync (an engine restart per adapter version) is no longer in the
 code; its figures come from ``--before`` (default ``benchmarks/results/rl_iteration_before.json``: this
 benchmark's output when run at commit 7ead269^, the last with that engine, on the same config; results are not
-committed, the README quotes them), and the vLLM / HF+peft ratio from ``--generation`` (benchmarks/generation.py's
-output).
+committed, the README quotes them), and the vLLM / HF+peft ratios of both its workloads (fresh prompts,
+conversations) from ``--generation`` (benchmarks/generation.py's output).
 
     python benchmarks/rl_iteration.py runs/alfworld-prism-20261201-150000
 """
@@ -40,6 +40,8 @@ SYNC_TARGET_S = 0.5
 ITERATION_SPEEDUP_TARGET = 3.0
 VLLM_SPEEDUP_TARGET = 4.0
 LAYOUTS = ("episode", "step")
+GENERATION_WORKLOADS = {"fresh_prompts": "runs", "conversations": "conversations"}
+"""benchmarks/generation.py's workloads, by the key of their results in its output."""
 
 
 def replay(run: Path, layout: str, iterations: int, scratch: Path) -> dict:
@@ -69,6 +71,13 @@ def replay(run: Path, layout: str, iterations: int, scratch: Path) -> dict:
     }
 
 
+def vllm_speedup(runs: dict) -> dict:
+    """The faster way of serving the adapter on vLLM in one workload of benchmarks/generation.py, and its generated
+    tokens/s over HF + peft's."""
+    best = max(("vllm_lora", "vllm_merged"), key=lambda mode: runs[mode]["generated_tokens_per_s"])
+    return {"mode": best, "speedup": round(runs[best]["generated_tokens_per_s"] / runs["hf_lora"]["generated_tokens_per_s"], 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_folder", type=Path, help="a finished prism-agents run with an rl stage")
@@ -93,9 +102,8 @@ def main() -> None:
         }
     now, old_layout = layouts["episode"]["iterations"][0], layouts["step"]["iterations"][0]
     before = json.loads(args.before.read_text())["iterations"][0]
-    generation = json.loads(args.generation.read_text())["runs"]
-    best_vllm = max(("vllm_lora", "vllm_merged"), key=lambda mode: generation[mode]["generated_tokens_per_s"])
-    vllm_speedup = generation[best_vllm]["generated_tokens_per_s"] / generation["hf_lora"]["generated_tokens_per_s"]
+    generation = json.loads(args.generation.read_text())
+    vllm_speedups = {workload: vllm_speedup(generation[key]) for workload, key in GENERATION_WORKLOADS.items()}
     rollout = sum(line["rollout_s"] for line in layouts["episode"]["iterations"])
     env_share = layouts["episode"]["env_s"] / rollout if rollout else 0.0
     iteration_now = now["sync_s"] + now["rollout_s"] + now["update_s"]
@@ -114,7 +122,7 @@ def main() -> None:
         "first_iteration_s": {"now": round(iteration_now, 1), "before": round(iteration_before, 1)},
         "iteration_speedup_vs_before": round(iteration_before / iteration_now, 2),
         "env_share_of_rollout": round(env_share, 4),
-        "vllm_vs_hf_generation": {"mode": best_vllm, "speedup": round(vllm_speedup, 2), "source": str(args.generation)},
+        "vllm_vs_hf_generation": {"source": str(args.generation), **vllm_speedups},
         "targets": {
             "sync_s_at_most": SYNC_TARGET_S,
             "iteration_speedup_at_least": ITERATION_SPEEDUP_TARGET,
@@ -126,7 +134,7 @@ def main() -> None:
         "sync_after_engine_start": bool(later_syncs) and max(later_syncs) <= SYNC_TARGET_S,
         "iteration_speedup": iteration_before / iteration_now >= ITERATION_SPEEDUP_TARGET,
         "trained_tokens_within_served": now["tokens_trained"] <= now["served_tokens"],
-        "vllm_speedup": vllm_speedup >= VLLM_SPEEDUP_TARGET,
+        **{f"vllm_speedup_{workload}": speedup["speedup"] >= VLLM_SPEEDUP_TARGET for workload, speedup in vllm_speedups.items()},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.output, result)
@@ -143,8 +151,10 @@ def main() -> None:
     print(f"first iteration {iteration_now:.1f} s now vs {iteration_before:.1f} s before: "
           f"{result['iteration_speedup_vs_before']}x (target >= {ITERATION_SPEEDUP_TARGET}x)")
     print(f"sync of later versions (engine running): {later_syncs or 'only one iteration'} (target <= {SYNC_TARGET_S} s)")
-    print(f"environment {100 * env_share:.1f} % of rollout wall clock; generation: {best_vllm} {vllm_speedup:.2f}x HF + peft "
-          f"at batch 16 (target >= {VLLM_SPEEDUP_TARGET}x), from {args.generation}")
+    speedups = "; ".join(f"{workload.replace('_', ' ')}: {speedup['mode']} {speedup['speedup']}x"
+                         for workload, speedup in vllm_speedups.items())
+    print(f"environment {100 * env_share:.1f} % of rollout wall clock; generated tokens/s of vLLM with the current weights "
+          f"vs HF + peft at batch 16 (target >= {VLLM_SPEEDUP_TARGET}x), from {args.generation}: {speedups}")
     print(f"same episodes in both layouts: {same_episodes}; targets met: {result['targets_met']}; written to {args.output}")
 
 
