@@ -32,7 +32,7 @@ from prism_agents.policies.generators import (
 )
 from prism_agents.policies.generators.check import check_probe_ids, next_token_logprobs, probe_prompt_ids
 from prism_agents.policies.generators.merged import MergedWeights, adapter_factors
-from prism_agents.policies.generators.vllm_worker import repack_plan
+from prism_agents.policies.generators.vllm_worker import back_to_back, repack_plan
 from prism_agents.registry import RegistryError
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -244,15 +244,21 @@ def test_in_memory_merge_equals_peft_merge(base_path: Path, tmp_path: Path) -> N
     assert all(torch.equal(tensor, base[name]) for name, tensor in restored.items())
 
 
+FUSED_LIKE_VLLM_LLAMA = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("fused", [{}, FUSED_LIKE_VLLM_LLAMA])
 def test_fused_merge_into_reused_buffers_is_each_versions_own_merge(
-    base_path: Path, adapters: dict[int, Path], dtype: str
+    base_path: Path, adapters: dict[int, Path], dtype: str, fused: dict[str, list[str]]
 ) -> None:
     """The one-addmm merge equals (W + scale * (B @ A)) in float32, cast to the served dtype, for every version in
-    turn, although each version is written into the buffers of the one before; the base weights stay untouched."""
+    turn, although each version is written into the buffers of the one before; the base weights stay untouched.
+    Projections an engine fuses are merged back to back into one buffer, in the fused layer's order."""
     served = getattr(torch, dtype)
     base = {name: tensor.to(served) for name, tensor in AutoModelForCausalLM.from_pretrained(base_path).state_dict().items()}
     weights = MergedWeights(base_path, dtype)
+    weights.fuse_like(fused)
     buffers = None
     for version in (1, 2, 1):
         merged = weights.update(adapters[version])
@@ -265,6 +271,11 @@ def test_fused_merge_into_reused_buffers_is_each_versions_own_merge(
         addresses = {name: tensor.data_ptr() for name, tensor in merged.items()}
         assert buffers in (None, addresses)
         buffers = addresses
+        for module, layer in (("self_attn", "qkv_proj"), ("mlp", "gate_up_proj")):
+            parts = [merged[f"model.layers.1.{module}.{part}.weight"] for part in FUSED_LIKE_VLLM_LLAMA[layer]]
+            joined = back_to_back(parts)
+            assert (joined is not None) == bool(fused)
+            assert joined is None or torch.equal(joined, torch.cat(parts))
     assert all(torch.equal(tensor, base[name]) for name, tensor in weights.update(None).items())
 
 

@@ -6,8 +6,12 @@
 ``addmm`` per projection. The adapter's tensors come from its
 ``adapter_model.safetensors`` (a few MB); the base weights are read from the base
 checkpoint once and kept, and each merged projection is written into an output
-buffer of its own that every later version reuses (the embedded model's 106 M
-merged floats are neither allocated nor page-faulted again per version).
+buffer that every later version reuses (the embedded model's 106 M merged floats
+are neither allocated nor page-faulted again per version). Projections that the
+engine fuses into one layer (:meth:`MergedWeights.fuse_like` with vLLM's
+``packed_modules_mapping``, e.g. ``qkv_proj`` = q, k, v) share one buffer, back to
+back in the engine's order, so an engine in this process finds the fused weight
+already assembled.
 
 :meth:`MergedWeights.update` returns what the engine must load to serve an
 adapter (or the base model): every tensor of each module that holds a projection
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -38,6 +43,9 @@ class MergedWeights:
 
     def __init__(self, base_model_path: Path, dtype: str) -> None:
         self.dtype = getattr(torch, dtype)
+        self.fused_with: dict[str, list[str]] = {}
+        """The projections the engine fuses into one layer with each projection (by module name, e.g.
+        ``q_proj``: q, k and v), in the layer's order (see :meth:`fuse_like`)."""
         self._files: dict[str, Path] = {}
         """Base checkpoint file holding each tensor, by name."""
         for file in sorted(base_model_path.glob("*.safetensors")):
@@ -51,9 +59,15 @@ class MergedWeights:
         self._base: dict[str, torch.Tensor] = {}
         """Base tensors read so far, by checkpoint name, in the served dtype."""
         self._merged: dict[str, torch.Tensor] = {}
-        """Output buffer of each projection merged so far, by checkpoint name, in the served dtype."""
+        """Output buffer of each projection merged so far, by checkpoint name, in the served dtype (a fused
+        projection's is its rows of the buffer it shares)."""
         self.changed: set[str] = set()
         """Names of the tensors that differ from the base model in what the engine serves now."""
+
+    def fuse_like(self, fused: Mapping[str, Sequence[str]]) -> None:
+        """Merge the projections that the engine fuses into one layer (``fused``: the parts of each fused layer,
+        by its name, in its order) into one shared buffer, from their first merge on."""
+        self.fused_with = {part: list(parts) for parts in fused.values() for part in parts}
 
     def update(self, adapter_path: Path | None) -> dict[str, torch.Tensor]:
         """Tensors to load so the engine serves ``adapter_path`` merged (None: the base model).
@@ -75,11 +89,24 @@ class MergedWeights:
     ) -> torch.Tensor:
         """``base + scale * lora_b @ lora_a`` (float32 arithmetic) written into ``name``'s output buffer."""
         if name not in self._merged:
-            self._merged[name] = torch.empty_like(base)
+            self._allocate(name)
         out = self._merged[name]
         if out.dtype == torch.float32:
             return torch.addmm(base, lora_b, lora_a, alpha=scale, out=out)
         return out.copy_(torch.addmm(base.float(), lora_b, lora_a, alpha=scale))
+
+    def _allocate(self, name: str) -> None:
+        """Output buffers for ``name`` and, when the engine fuses it with other projections, for those too: one
+        buffer, in the fused layer's order."""
+        parent, leaf, kind = name.rsplit(".", 2)
+        group = [f"{parent}.{part}.{kind}" for part in self.fused_with.get(leaf, [leaf])]
+        if not all(part in self._files for part in group):
+            group = [name]
+        bases = [self._base_tensor(part) for part in group]
+        if any(base.shape[1:] != bases[0].shape[1:] for base in bases):
+            group, bases = [name], [self._base_tensor(name)]
+        buffer = torch.empty(sum(base.shape[0] for base in bases), *bases[0].shape[1:], dtype=self.dtype)
+        self._merged.update(zip(group, buffer.split([base.shape[0] for base in bases])))
 
     def _siblings(self, weight: str) -> list[str]:
         """Every checkpoint tensor in the module above the projection ``weight`` belongs to."""

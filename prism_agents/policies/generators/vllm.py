@@ -80,6 +80,8 @@ class VLLMGenerator(Generator):
         """A fresh LoRA id per load, so vLLM never serves a cached older version saved at the same path."""
         self._check_context_length()
         self.llm = self._start_engine(self.base_model_path)
+        if self._weights is not None:
+            self._weights.fuse_like(self.llm.collective_rpc("fused_projections")[0])
 
     def _check_context_length(self) -> None:
         model_config = json.loads((self.base_model_path / "config.json").read_text())

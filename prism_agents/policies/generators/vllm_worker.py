@@ -51,26 +51,49 @@ class Repack:
     biases: list[str]
     """Checkpoint names of its bias parts (empty: the bias, if any, is left as it is)."""
 
-    def apply(self, tensors: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor]) -> None:
+    def apply(self, tensors: dict[str, torch.Tensor]) -> None:
         """Give the layer its new weight and bias, and let it rebuild its kernel.
 
-        The weight is assembled in the layer's buffer in ``buffers`` (made on first use, reused by every
-        later sync: no fresh allocation per version), which only this worker writes.
+        Parts that lie back to back in one tensor (the fused buffers of
+        :class:`~prism_agents.policies.generators.merged.MergedWeights` in this process) are handed over as
+        they are, others concatenated. A kernel that packs the weight copies it; one that keeps it (a fallback
+        kernel) shares the merge's buffer, which only the next merge rewrites, and the sync after that merge
+        loads every layer it rewrote before anything is generated.
         """
         parts = [tensors[name] for name in self.weights]
-        rows = sum(part.shape[0] for part in parts)
-        weight = buffers.get(self.name)
-        if weight is None or weight.shape != (rows, parts[0].shape[1]) or weight.dtype != parts[0].dtype:
-            weight = buffers[self.name] = torch.empty(rows, parts[0].shape[1], dtype=parts[0].dtype)
-        torch.cat(parts, out=weight)
-        self.layer.weight = torch.nn.Parameter(weight, requires_grad=False)
+        weight = back_to_back(parts)
+        self.layer.weight = torch.nn.Parameter(torch.cat(parts) if weight is None else weight, requires_grad=False)
         if self.biases:
             self.layer.bias.data.copy_(torch.cat([tensors[name] for name in self.biases]))
         self.layer.quant_method.process_weights_after_loading(self.layer)
 
 
+def back_to_back(parts: list[torch.Tensor]) -> torch.Tensor | None:
+    """The 2-D ``parts`` stacked along their rows as one view of their storage, when each starts where the one
+    before ends in the same contiguous storage; else None."""
+    first = parts[0]
+    offset = first.storage_offset()
+    for part in parts:
+        if (
+            part.dim() != 2
+            or not part.is_contiguous()
+            or part.shape[1] != first.shape[1]
+            or part.dtype != first.dtype
+            or part.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+            or part.storage_offset() != offset
+        ):
+            return None
+        offset += part.numel()
+    return first.as_strided((sum(part.shape[0] for part in parts), first.shape[1]), first.stride())
+
+
 class WeightSync:
-    """Worker-side method that loads checkpoint-named weights into the model in place."""
+    """Worker-side methods that load checkpoint-named weights into the model in place."""
+
+    def fused_projections(self) -> dict[str, list[str]]:
+        """The projections the model fuses into one layer, by the fused layer's name, in its order (vLLM's
+        ``packed_modules_mapping``, e.g. ``qkv_proj``: q, k and v)."""
+        return dict(getattr(self.model_runner.get_model(), "packed_modules_mapping", {}))  # type: ignore[attr-defined]
 
     def load_weights_in_place(self, weights: dict[str, torch.Tensor] | bytes) -> int:
         """Load checkpoint-named ``weights`` (or their safetensors blob) into the worker's model, by repacking
@@ -80,11 +103,9 @@ class WeightSync:
             weights = load(weights)
         plan = repack_plan(self.model_runner.get_model(), weights)  # type: ignore[attr-defined]
         if plan is not None:
-            if not hasattr(self, "repack_buffers"):
-                self.repack_buffers: dict[str, torch.Tensor] = {}
             with torch.inference_mode():
                 for repack in plan:
-                    repack.apply(weights, self.repack_buffers)
+                    repack.apply(weights)
             return len(weights)
         for name in RELOAD_LOGGERS:
             logging.getLogger(name).setLevel(logging.ERROR)
