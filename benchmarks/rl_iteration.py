@@ -13,10 +13,11 @@ epoch. The episode layout plays ``--iterations`` iterations so that the sync of 
 engine already running) is measured; the step layout plays one.
 
 The engine as it was before the in-place sync (an engine restart per adapter version) is no longer in the
-code; its figures come from ``--before`` (default ``benchmarks/results/rl_iteration_before.json``: this
-benchmark's output when run at commit 7ead269^, the last with that engine, on the same config; results are not
-committed, the README quotes them), and the vLLM / HF+peft ratios of both its workloads (fresh prompts,
-conversations) from ``--generation`` (benchmarks/generation.py's output).
+code; its figures come from ``--before`` when that file is there (default
+``benchmarks/results/rl_iteration_before.json``: this benchmark's output when run at commit 7ead269^, the last
+with that engine, on the same config and machine; results are not committed, the README quotes them), and the
+vLLM / HF+peft ratios of both its workloads (fresh prompts, conversations) from ``--generation``
+(benchmarks/generation.py's output).
 
     python benchmarks/rl_iteration.py runs/alfworld-prism-20261201-150000
 """
@@ -89,11 +90,9 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.run_folder / "rl_iterations.jsonl").is_file():
         raise SystemExit(f"{args.run_folder}: no rl_iterations.jsonl (a run whose rl stage ran is needed)")
-    needed = {args.before: "this benchmark run at commit 7ead269^ (the engine restarted per version)",
-              args.generation: "python benchmarks/generation.py"}
-    for path, producer in needed.items():
-        if not path.is_file():
-            raise SystemExit(f"{path}: not found (results are not committed; it is written by {producer})")
+    if not args.generation.is_file():
+        raise SystemExit(f"{args.generation}: not found (results are not committed; python benchmarks/generation.py "
+                         "writes it)")
 
     with tempfile.TemporaryDirectory(prefix="rl-iteration-") as scratch:
         layouts = {
@@ -101,13 +100,14 @@ def main() -> None:
             for layout in LAYOUTS
         }
     now, old_layout = layouts["episode"]["iterations"][0], layouts["step"]["iterations"][0]
-    before = json.loads(args.before.read_text())["iterations"][0]
+    before = json.loads(args.before.read_text())["iterations"][0] if args.before.is_file() else None
     generation = json.loads(args.generation.read_text())
     vllm_speedups = {workload: vllm_speedup(generation[key]) for workload, key in GENERATION_WORKLOADS.items()}
     rollout = sum(line["rollout_s"] for line in layouts["episode"]["iterations"])
     env_share = layouts["episode"]["env_s"] / rollout if rollout else 0.0
     iteration_now = now["sync_s"] + now["rollout_s"] + now["update_s"]
-    iteration_before = before["sync_s"] + before["rollout_s"] + before["update_s"]
+    iteration_before = before["sync_s"] + before["rollout_s"] + before["update_s"] if before else None
+    iteration_speedup = round(iteration_before / iteration_now, 2) if before else None
     same_episodes = (now["episodes"], now["mean_steps"], now["success_rate"]) == (
         old_layout["episodes"], old_layout["mean_steps"], old_layout["success_rate"]
     )
@@ -119,8 +119,8 @@ def main() -> None:
         "trained_tokens_episode_vs_step": [now["tokens_trained"], old_layout["tokens_trained"]],
         "served_tokens": now["served_tokens"],
         "before": {"source": str(args.before), "iteration": before},
-        "first_iteration_s": {"now": round(iteration_now, 1), "before": round(iteration_before, 1)},
-        "iteration_speedup_vs_before": round(iteration_before / iteration_now, 2),
+        "first_iteration_s": {"now": round(iteration_now, 1), "before": iteration_before and round(iteration_before, 1)},
+        "iteration_speedup_vs_before": iteration_speedup,
         "env_share_of_rollout": round(env_share, 4),
         "vllm_vs_hf_generation": {"source": str(args.generation), **vllm_speedups},
         "targets": {
@@ -132,9 +132,9 @@ def main() -> None:
     later_syncs = [line["sync_s"] for line in layouts["episode"]["iterations"][1:]]
     result["targets_met"] = {
         "sync_after_engine_start": bool(later_syncs) and max(later_syncs) <= SYNC_TARGET_S,
-        "iteration_speedup": iteration_before / iteration_now >= ITERATION_SPEEDUP_TARGET,
+        "iteration_speedup": iteration_speedup and iteration_speedup >= ITERATION_SPEEDUP_TARGET,
         "trained_tokens_within_served": now["tokens_trained"] <= now["served_tokens"],
-        **{f"vllm_speedup_{workload}": speedup["speedup"] >= VLLM_SPEEDUP_TARGET for workload, speedup in vllm_speedups.items()},
+        **{f"vllm_speedup_{workload}": measured["speedup"] >= VLLM_SPEEDUP_TARGET for workload, measured in vllm_speedups.items()},
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(args.output, result)
@@ -146,10 +146,14 @@ def main() -> None:
         first = measured["iterations"][0]
         print(f"{layout:<8} {first['sync_s']:>7.2f} {first['rollout_s']:>9.1f} {first['update_s']:>8.1f} "
               f"{first['tokens_trained']:>11.0f} {first['padding_share']:>7.3f} {measured['process_cpu_percent']:>6.1f}")
-    print(f"before (engine restart per version, one sequence per step; {args.before}): sync {before['sync_s']:.2f} s, "
-          f"rollout {before['rollout_s']:.1f} s, update {before['update_s']:.1f} s, {before['tokens_trained']:.0f} tokens")
-    print(f"first iteration {iteration_now:.1f} s now vs {iteration_before:.1f} s before: "
-          f"{result['iteration_speedup_vs_before']}x (target >= {ITERATION_SPEEDUP_TARGET}x)")
+    if before:
+        print(f"before (engine restart per version, one sequence per step; {args.before}): sync {before['sync_s']:.2f} s, "
+              f"rollout {before['rollout_s']:.1f} s, update {before['update_s']:.1f} s, {before['tokens_trained']:.0f} tokens")
+        print(f"first iteration {iteration_now:.1f} s now vs {iteration_before:.1f} s before: {iteration_speedup}x "
+              f"(target >= {ITERATION_SPEEDUP_TARGET}x)")
+    else:
+        print(f"first iteration {iteration_now:.1f} s; not compared with the engine before the in-place sync: no {args.before} "
+              "on this machine (this benchmark run at commit 7ead269^ writes it)")
     print(f"sync of later versions (engine running): {later_syncs or 'only one iteration'} (target <= {SYNC_TARGET_S} s)")
     speedups = "; ".join(f"{workload.replace('_', ' ')}: {speedup['mode']} {speedup['speedup']}x"
                          for workload, speedup in vllm_speedups.items())
