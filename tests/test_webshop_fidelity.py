@@ -6,7 +6,8 @@ upstream's own code outside this repository on the fixture catalog (see the READ
 there): ``goals.json`` from its ``load_products`` + ``get_goals`` + the server's
 shuffle, ``episodes.json`` from its ``WebAgentTextEnv`` played step by step,
 ``pages.json`` from its templates and HTML-to-text conversion. The human
-instructions are the hand-written ``tests/fixtures/webshop/human/items_human_ins.json``.
+instructions are the hand-written ``tests/fixtures/webshop/fixture_human_instructions.json`` (copied under
+upstream's file name, ``items_human_ins.json``, where a data folder needs it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from prism_agents.environments.webshop.reward import step_reward
 
 FIXTURE = Path(__file__).parent / "fixtures" / "webshop"
 UPSTREAM = FIXTURE / "upstream"
-HUMAN_FILE = FIXTURE / "human" / "items_human_ins.json"
+HUMAN_FILE = FIXTURE / "fixture_human_instructions.json"
 FIXTURE_FILES = {"products_file": "fixture_products.json", "attributes_file": "fixture_attributes.json"}
 EXPECTED_GOALS = json.loads((UPSTREAM / "goals.json").read_text())
 EPISODES = json.loads((UPSTREAM / "episodes.json").read_text())
