@@ -123,7 +123,8 @@ def repack_plan(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> lis
 
     if not current_platform.is_cpu():
         return None
-    fused_of = {part: fused for fused, parts in getattr(model, "packed_modules_mapping", {}).items() for part in parts}
+    packed = getattr(model, "packed_modules_mapping", {})
+    fused_of = {part: fused for fused, parts in packed.items() for part in parts}
     modules = dict(model.named_modules())
     plan: dict[str, Repack] = {}
     for name in weights:
@@ -140,10 +141,11 @@ def repack_plan(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> lis
         ):
             return None
         if layer_name not in plan:
-            parts = [f"{parent}.{part}" for part in getattr(model, "packed_modules_mapping", {}).get(fused, [fused])]
-            plan[layer_name] = Repack(layer_name, layer, [f"{part}.weight" for part in parts], [])
-            if any(f"{part}.bias" in weights for part in parts):
-                plan[layer_name].biases = [f"{part}.bias" for part in parts]
+            parts = [f"{parent}.{part}" for part in packed.get(fused, [fused])]
+            with_bias = any(f"{part}.bias" in weights for part in parts)
+            plan[layer_name] = Repack(
+                layer_name, layer, [f"{part}.weight" for part in parts], [f"{part}.bias" for part in parts if with_bias]
+            )
     for repack in plan.values():
         if not _fits(repack, weights):
             return None
