@@ -41,8 +41,8 @@ SYNC_TARGET_S = 0.5
 ITERATION_SPEEDUP_TARGET = 3.0
 VLLM_SPEEDUP_TARGET = 4.0
 LAYOUTS = ("episode", "step")
-GENERATION_WORKLOADS = {"fresh_prompts": "runs", "conversations": "conversations"}
-"""benchmarks/generation.py's workloads, by the key of their results in its output."""
+GENERATION_WORKLOADS = {"fresh_prompts": "ratios_to_hf_lora", "conversations": "conversation_ratios_to_hf_lora"}
+"""benchmarks/generation.py's workloads, by the key of their engines' ratios to HF + peft in its output."""
 
 
 def replay(run: Path, layout: str, iterations: int, scratch: Path) -> dict:
@@ -72,11 +72,11 @@ def replay(run: Path, layout: str, iterations: int, scratch: Path) -> dict:
     }
 
 
-def vllm_speedup(runs: dict) -> dict:
-    """The faster way of serving the adapter on vLLM in one workload of benchmarks/generation.py, and its generated
-    tokens/s over HF + peft's."""
-    best = max(("vllm_lora", "vllm_merged"), key=lambda mode: runs[mode]["generated_tokens_per_s"])
-    return {"mode": best, "speedup": round(runs[best]["generated_tokens_per_s"] / runs["hf_lora"]["generated_tokens_per_s"], 2)}
+def vllm_speedup(ratios: dict) -> dict:
+    """The faster way of serving the adapter on vLLM in one workload of benchmarks/generation.py (``ratios``: each
+    engine's generated tokens/s over HF + peft's), and its ratio."""
+    best = max(("vllm_lora", "vllm_merged"), key=lambda mode: ratios[mode])
+    return {"mode": best, "speedup": ratios[best]}
 
 
 def main() -> None:
@@ -155,8 +155,8 @@ def main() -> None:
         print(f"first iteration {iteration_now:.1f} s; not compared with the engine before the in-place sync: no {args.before} "
               "on this machine (this benchmark run at commit 7ead269^ writes it)")
     print(f"sync of later versions (engine running): {later_syncs or 'only one iteration'} (target <= {SYNC_TARGET_S} s)")
-    speedups = "; ".join(f"{workload.replace('_', ' ')}: {speedup['mode']} {speedup['speedup']}x"
-                         for workload, speedup in vllm_speedups.items())
+    speedups = "; ".join(f"{workload.replace('_', ' ')}: {measured['mode']} {measured['speedup']}x"
+                         for workload, measured in vllm_speedups.items())
     print(f"environment {100 * env_share:.1f} % of rollout wall clock; generated tokens/s of vLLM with the current weights "
           f"vs HF + peft at batch 16 (target >= {VLLM_SPEEDUP_TARGET}x), from {args.generation}: {speedups}")
     print(f"same episodes in both layouts: {same_episodes}; targets met: {result['targets_met']}; written to {args.output}")
